@@ -1,1 +1,42 @@
-fn main() {}
+//! `relaykit`: one binary, one subcommand per tool. Each subcommand is a thin layer over a
+//! library crate; this file only parses arguments and reports errors.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod inspect;
+
+/// Reference relay, conformance suite and load generator for the relay.v1 protocol.
+#[derive(Debug, Parser)]
+#[command(name = "relaykit", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate JSON messages against the relay.v1 JSON Schemas.
+    Validate(inspect::ValidateArgs),
+    /// List the embedded JSON Schemas, or print one.
+    Schemas(inspect::SchemasArgs),
+    /// List the requirement IDs of docs/PROTOCOL.md.
+    Requirements(inspect::RequirementsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => inspect::validate(args),
+        Command::Schemas(args) => inspect::schemas(args),
+        Command::Requirements(args) => inspect::requirements(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("relaykit: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

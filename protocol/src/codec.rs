@@ -256,9 +256,15 @@ fn peek<'a>(text: &'a str, limits: &DecodeLimits) -> Result<(Cow<'a, str>, Optio
         }
     }
     let is_object = text.trim_start().starts_with('{');
+    if !is_object {
+        // Checked before the peek: serde would read a JSON array into the peek struct.
+        return Err(DecodeError::new(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => DecodeErrorKind::NotObject,
+            Err(e) => DecodeErrorKind::Malformed(e.to_string()),
+        }));
+    }
     let peeked: Peek<'a> = serde_json::from_str(text).map_err(|e| {
         DecodeError::new(match e.classify() {
-            serde_json::error::Category::Data if !is_object => DecodeErrorKind::NotObject,
             serde_json::error::Category::Data => {
                 DecodeErrorKind::InvalidField { field: "type".into(), reason: e.to_string() }
             }

@@ -232,3 +232,14 @@ pub struct TestTokenResponse {
     /// The signed token.
     pub token: String,
 }
+
+/// Protected header of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenHeader {
+    /// Always [`ACCESS_TOKEN_ALG`].
+    pub alg: String,
+    /// Always [`ACCESS_TOKEN_TYP`].
+    pub typ: String,
+    /// Signing key id (in `GET /v1/jwks`).
+    pub kid: String,
+}

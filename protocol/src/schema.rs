@@ -145,11 +145,21 @@ impl SchemaSet {
 
     /// Validates a frame a relay sent (what the conformance suite does with every frame).
     pub fn check_server_frame(&self, text: &str) -> Result<(), Invalid> {
-        self.validate_text(SERVER_FRAME, text).unwrap_or_else(|e| Err(Invalid::NotJson(e.to_string())))
+        self.validate_text(SERVER_FRAME, text).unwrap_or_else(|e| Err(missing_schema(e)))
     }
 
     /// Validates a frame a client sent.
     pub fn check_client_frame(&self, text: &str) -> Result<(), Invalid> {
-        self.validate_text(CLIENT_FRAME, text).unwrap_or_else(|e| Err(Invalid::NotJson(e.to_string())))
+        self.validate_text(CLIENT_FRAME, text).unwrap_or_else(|e| Err(missing_schema(e)))
     }
+}
+
+/// The text of an embedded schema file.
+pub fn schema_text(name: &str) -> Option<&'static str> {
+    SCHEMA_FILES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// A union schema missing from the build is reported as a violation rather than a panic.
+fn missing_schema(e: SchemaError) -> Invalid {
+    Invalid::Schema(vec![Violation { instance_path: String::new(), message: e.to_string() }])
 }

@@ -70,8 +70,8 @@ fn target(to: &Target) -> Result<(), FieldError> {
 fn e2e(e: &E2eEnvelope) -> Result<(), FieldError> {
     text("e2e.alg", &e.alg, 1, 64)?;
     text("e2e.kid", &e.kid, 1, 128)?;
-    if !is_base64url(&e.nonce) || e.nonce.is_empty() {
-        return err("e2e.nonce", "must be non-empty base64url");
+    if !is_base64url(&e.nonce) {
+        return err("e2e.nonce", "must be base64url");
     }
     if !is_base64url(&e.ciphertext) {
         return err("e2e.ciphertext", "must be base64url");
