@@ -52,7 +52,9 @@ macro_rules! kind_variants {
                 match self { $($frame::$variant(x) => Some(($kind::$variant, x)),)+ _ => None }
             }
 
-            /// Owned variant of the accessor above.
+            /// Owned variant of the accessor above; a frame of another class comes back unchanged
+            /// so callers can dispatch without cloning (hence the large `Err`).
+            #[allow(clippy::result_large_err)]
             pub fn $into(self) -> Result<($kind, $inner), Self> {
                 match self { $($frame::$variant(x) => Ok(($kind::$variant, x)),)+ other => Err(other) }
             }

@@ -109,7 +109,10 @@ fn hello() -> impl Strategy<Value = Hello> {
             session_id,
             inbox_epoch,
             stream_epoch,
-            streams: streams.into_iter().map(|(stream, last_pseq)| StreamPosition { stream, last_pseq }).collect(),
+            streams: streams
+                .into_iter()
+                .map(|(stream, last_pseq)| StreamPosition { stream, last_pseq })
+                .collect(),
         },
     );
     let client = ("[ -~]{1,40}", "[ -~]{1,20}").prop_map(|(name, version)| ClientInfo { name, version });
@@ -118,12 +121,22 @@ fn hello() -> impl Strategy<Value = Hello> {
 }
 
 fn client_frame() -> impl Strategy<Value = ClientFrame> {
-    let send = (durable_kind(), id(), target(), option::of(0u8..=9), option::of(uint()), option::of(positive()), body())
+    let send = (
+        durable_kind(),
+        id(),
+        target(),
+        option::of(0u8..=9),
+        option::of(uint()),
+        option::of(positive()),
+        body(),
+    )
         .prop_map(|(kind, id, to, priority, ttl_ms, max_attempts, (payload, e2e))| {
             ClientFrame::send(kind, Send { id, to, priority, ttl_ms, max_attempts, payload, e2e })
         });
     let publish = (live_kind(), option::of(id()), id(), target(), body()).prop_map(
-        |(kind, id, stream, to, (payload, e2e))| ClientFrame::publish(kind, Publish { id, stream, to, payload, e2e }),
+        |(kind, id, stream, to, (payload, e2e))| {
+            ClientFrame::publish(kind, Publish { id, stream, to, payload, e2e })
+        },
     );
     prop_oneof![
         hello().prop_map(ClientFrame::Hello),
@@ -178,9 +191,9 @@ fn error_frame() -> impl Strategy<Value = ErrorFrame> {
 }
 
 fn server_frame() -> impl Strategy<Value = ServerFrame> {
-    let welcome = (id(), any::<bool>(), id(), id(), device_type(), id(), id(), uint(), uint(), limits()).prop_map(
-        |(session_id, resumed, user_id, device_id, device_type, inbox_epoch, stream_epoch, now, exp, limits)| {
-            ServerFrame::Welcome(Welcome {
+    let welcome = (id(), any::<bool>(), id(), id(), device_type(), id(), id(), uint(), uint(), limits())
+        .prop_map(
+            |(
                 session_id,
                 resumed,
                 user_id,
@@ -188,27 +201,55 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
                 device_type,
                 inbox_epoch,
                 stream_epoch,
-                server_time_ms: now,
-                token_expires_at_ms: exp,
+                now,
+                exp,
                 limits,
-            })
-        },
-    );
+            )| {
+                ServerFrame::Welcome(Welcome {
+                    session_id,
+                    resumed,
+                    user_id,
+                    device_id,
+                    device_type,
+                    inbox_epoch,
+                    stream_epoch,
+                    server_time_ms: now,
+                    token_expires_at_ms: exp,
+                    limits,
+                })
+            },
+        );
     let accepted = (id(), any::<bool>(), vec((id(), uint()), 1..4)).prop_map(|(id, duplicate, r)| {
         let recipients = r.into_iter().map(|(device_id, seq)| Recipient { device_id, seq }).collect();
         ServerFrame::Accepted(Accepted { id, duplicate, recipients })
     });
-    let delivery = (durable_kind(), id(), uint(), id(), device_type(), 0u8..=9, positive(), positive(), uint(), body())
-        .prop_map(|(kind, id, seq, from, from_type, priority, attempt, ttl, sent, (payload, e2e))| {
-            ServerFrame::delivery(
-                kind,
-                Delivery { id, seq, from, from_type, priority, attempt, ttl_remaining_ms: ttl, sent_at_ms: sent, payload, e2e },
-            )
-        });
-    let event = (live_kind(), option::of(id()), id(), positive(), id(), device_type(), uint(), any::<bool>(), body())
-        .prop_map(|(kind, id, stream, pseq, from, from_type, sent, replayed, (payload, e2e))| {
-            ServerFrame::event(kind, Event { id, stream, pseq, from, from_type, sent_at_ms: sent, replayed, payload, e2e })
-        });
+    let delivery =
+        (durable_kind(), id(), uint(), id(), device_type(), 0u8..=9, positive(), positive(), uint(), body())
+            .prop_map(|(kind, id, seq, from, from_type, priority, attempt, ttl, sent, (payload, e2e))| {
+                ServerFrame::delivery(
+                    kind,
+                    Delivery {
+                        id,
+                        seq,
+                        from,
+                        from_type,
+                        priority,
+                        attempt,
+                        ttl_remaining_ms: ttl,
+                        sent_at_ms: sent,
+                        payload,
+                        e2e,
+                    },
+                )
+            });
+    let event =
+        (live_kind(), option::of(id()), id(), positive(), id(), device_type(), uint(), any::<bool>(), body())
+            .prop_map(|(kind, id, stream, pseq, from, from_type, sent, replayed, (payload, e2e))| {
+                ServerFrame::event(
+                    kind,
+                    Event { id, stream, pseq, from, from_type, sent_at_ms: sent, replayed, payload, e2e },
+                )
+            });
     let status = (id(), device_type(), proptest::sample::select(Presence::ALL), uint()).prop_map(
         |(device_id, device_type, status, at_ms)| {
             ServerFrame::DeviceStatus(DeviceStatus { device_id, device_type, status, at_ms })
