@@ -343,3 +343,116 @@ impl<'de> Deserialize<'de> for ServerFrame {
         decode_server(raw.get(), &DecodeLimits::UNBOUNDED).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(text: &str) -> Result<ClientFrame, DecodeError> {
+        decode_client(text, &DecodeLimits::default())
+    }
+
+    fn field_of(text: &str) -> String {
+        let err = client(text).expect_err("must be refused");
+        assert_eq!(err.code(), ErrorCode::InvalidField, "{err}");
+        err.field().expect("names a field").to_string()
+    }
+
+    #[test]
+    fn oversize_frame_closes_with_1009_before_parsing() {
+        let limits = DecodeLimits { max_frame_bytes: 16, ..DecodeLimits::default() };
+        let err = decode_client(r#"{"type":"ping","nonce":12345}"#, &limits).unwrap_err();
+        assert_eq!(err.close_code(), Some(CloseCode::MessageTooBig));
+        assert_eq!(err.code(), ErrorCode::PayloadTooLarge);
+    }
+
+    #[test]
+    fn oversize_body_is_a_non_fatal_error_that_names_the_message() {
+        let body = "x".repeat(70_000);
+        let text =
+            format!(r#"{{"type":"new_task","id":"m-7","to":{{"role":"desktop"}},"payload":"{body}"}}"#);
+        let limits = DecodeLimits { max_frame_bytes: 100_000, ..DecodeLimits::default() };
+        let err = decode_client(&text, &limits).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::PayloadTooLarge);
+        assert_eq!(err.close_code(), None);
+        assert_eq!(err.ref_id.as_deref(), Some("m-7"));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_the_parser_recurses() {
+        let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+        let text = format!(r#"{{"type":"new_task","id":"m","to":{{"role":"desktop"}},"payload":{deep}}}"#);
+        let limits = DecodeLimits { max_frame_bytes: usize::MAX, ..DecodeLimits::default() };
+        assert_eq!(decode_client(&text, &limits).unwrap_err().code(), ErrorCode::NestingTooDeep);
+        // Brackets inside strings do not count.
+        let text = format!(
+            r#"{{"type":"new_task","id":"m","to":{{"role":"desktop"}},"payload":"{}"}}"#,
+            "[".repeat(100)
+        );
+        assert!(client(&text).is_ok());
+    }
+
+    #[test]
+    fn not_json_and_not_objects_are_malformed() {
+        for text in
+            ["", "hello", "{\"type\":", "[1,2]", "\"ping\"", "42", "{\"type\":\"ping\",\"nonce\":1} x"]
+        {
+            assert_eq!(client(text).unwrap_err().code(), ErrorCode::MalformedJson, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn type_problems_are_unknown_type_or_not_allowed() {
+        assert_eq!(client(r#"{"nonce":1}"#).unwrap_err().code(), ErrorCode::UnknownType);
+        assert_eq!(client(r#"{"type":7}"#).unwrap_err().code(), ErrorCode::UnknownType);
+        let err = client(r#"{"type":"teleport","id":"m-1"}"#).unwrap_err();
+        assert_eq!((err.code(), err.ref_id.as_deref()), (ErrorCode::UnknownType, Some("m-1")));
+        for t in ["welcome", "device_status", "device_register", "error", "receipt"] {
+            let text = format!(r#"{{"type":"{t}"}}"#);
+            assert_eq!(client(&text).unwrap_err().code(), ErrorCode::NotAllowed, "{t}");
+        }
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        assert_eq!(field_of(r#"{"type":"new_task","id":"m","payload":1}"#), "to");
+        assert_eq!(field_of(r#"{"type":"new_task","id":"m","to":{"device":5},"payload":1}"#), "to.device");
+        assert_eq!(field_of(r#"{"type":"new_task","id":"m","to":{"role":"fridge"},"payload":1}"#), "to.role");
+        assert_eq!(
+            field_of(r#"{"type":"new_task","id":"m","to":{"role":"desktop"},"priority":10,"payload":1}"#),
+            "priority"
+        );
+        assert_eq!(
+            field_of(r#"{"type":"new_task","id":"m","to":{"role":"desktop"},"priority":"high","payload":1}"#),
+            "priority"
+        );
+        assert_eq!(
+            field_of(r#"{"type":"new_task","id":"has space","to":{"role":"desktop"},"payload":1}"#),
+            "id"
+        );
+        assert_eq!(field_of(r#"{"type":"new_task","id":"m","to":{"role":"desktop"}}"#), "payload");
+        assert_eq!(field_of(r#"{"type":"ack","seq":123456789012345678901234567890}"#), "seq");
+        assert_eq!(field_of(r#"{"type":"ack","seq":9007199254740992}"#), "seq");
+        assert_eq!(field_of(r#"{"type":"ack","seq":1e400}"#), "seq");
+        assert_eq!(
+            field_of(
+                r#"{"type":"hello","protocol":"relay.v1","token":"t","resume":{"session_id":"s","streams":[{"stream":"a","last_pseq":-1}]}}"#
+            ),
+            "resume.streams[0].last_pseq"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_for_forward_compatibility() {
+        let frame = client(r#"{"type":"ack","seq":4,"future_field":{"x":1}}"#).unwrap();
+        assert_eq!(frame, ClientFrame::Ack(crate::client::Ack { seq: 4 }));
+    }
+
+    #[test]
+    fn payload_null_is_a_present_body() {
+        let frame =
+            client(r#"{"type":"tool_progress","stream":"s","to":{"role":"mobile"},"payload":null}"#).unwrap();
+        let (_, p) = frame.as_publish().unwrap();
+        assert_eq!(p.payload.as_ref().map(RawJson::get), Some("null"));
+    }
+}
