@@ -282,7 +282,8 @@ fn peek<'a>(text: &'a str, limits: &DecodeLimits) -> Result<(Cow<'a, str>, Optio
 fn parse<T: DeserializeOwned>(text: &str) -> Result<T, DecodeErrorKind> {
     let de = &mut serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
+        // PROTOCOL.md 2.5 writes array indexes as `.N`; serde_path_to_error writes `[N]`.
+        let path = e.path().to_string().replace('[', ".").replace(']', "");
         let inner = e.into_inner();
         let reason = inner.to_string();
         // serde reports a missing field at its parent; name the field itself.
@@ -438,8 +439,16 @@ mod tests {
             field_of(
                 r#"{"type":"hello","protocol":"relay.v1","token":"t","resume":{"session_id":"s","streams":[{"stream":"a","last_pseq":-1}]}}"#
             ),
-            "resume.streams[0].last_pseq"
+            "resume.streams.0.last_pseq"
         );
+    }
+
+    #[test]
+    fn repeated_member_names_are_invalid_fields() {
+        let err = client(r#"{"type":"ack","type":"ping","seq":1}"#).unwrap_err();
+        assert_eq!((err.code(), err.field()), (ErrorCode::InvalidField, Some("type")));
+        let err = client(r#"{"type":"ack","seq":1,"seq":2}"#).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidField, "{err}");
     }
 
     #[test]

@@ -112,8 +112,8 @@ impl Check for Hello {
                 id("resume.stream_epoch", e)?;
             }
             for (i, s) in r.streams.iter().enumerate() {
-                id(&format!("resume.streams[{i}].stream"), &s.stream)?;
-                uint(&format!("resume.streams[{i}].last_pseq"), s.last_pseq)?;
+                id(&format!("resume.streams.{i}.stream"), &s.stream)?;
+                uint(&format!("resume.streams.{i}.last_pseq"), s.last_pseq)?;
             }
         }
         if let Some(c) = &self.client {

@@ -8,8 +8,8 @@ use relaykit_protocol::requirements::{self, Level};
 use relaykit_protocol::{CloseCode, DurableKind, ErrorCode, Limits, LiveKind, RestErrorCode};
 
 const PREFIXES: &[&str] = &[
-    "TRN", "VER", "DISC", "REG", "PAIR", "AUTH", "TOK", "REV", "DIR", "SES", "HB", "TGT", "ISO", "DLV", "RCPT",
-    "LIVE", "E2E", "LIM", "ERR", "CLS", "CLI", "TEST",
+    "TRN", "VER", "DISC", "REG", "PAIR", "AUTH", "TOK", "REV", "DIR", "SES", "HB", "TGT", "ISO", "DLV",
+    "RCPT", "LIVE", "E2E", "LIM", "ERR", "CLS", "CLI", "TEST",
 ];
 
 fn spec() -> String {
@@ -41,7 +41,10 @@ fn requirement_ids_are_unique_numbered_and_prefixed() {
         assert!(seen.insert(r.id), "{} defined twice", r.id);
         let (prefix, n) = r.id.split_once('-').unwrap();
         assert!(PREFIXES.contains(&prefix), "{}: unknown prefix", r.id);
-        numbers.entry(prefix).or_default().push(n.parse().unwrap_or_else(|_| panic!("{}: not numbered", r.id)));
+        numbers
+            .entry(prefix)
+            .or_default()
+            .push(n.parse().unwrap_or_else(|_| panic!("{}: not numbered", r.id)));
         assert!(!r.summary.is_empty(), "{}: no text", r.id);
     }
     for (prefix, mut ns) in numbers {
@@ -67,7 +70,12 @@ fn requirement_index_lists_every_id_with_its_level() {
         }
     }
     for r in requirements::ALL {
-        assert_eq!(index.get(r.id).map(String::as_str), Some(r.level.as_str()), "{} missing from the index or with another level", r.id);
+        assert_eq!(
+            index.get(r.id).map(String::as_str),
+            Some(r.level.as_str()),
+            "{} missing from the index or with another level",
+            r.id
+        );
     }
 }
 
@@ -75,7 +83,10 @@ fn requirement_index_lists_every_id_with_its_level() {
 fn every_ws_error_code_is_specified() {
     let spec = spec();
     for code in ErrorCode::ALL {
-        assert!(has_row(&spec, &[&format!("`{code}`")]), "error code `{code}` has no table row in PROTOCOL.md");
+        assert!(
+            has_row(&spec, &[&format!("`{code}`")]),
+            "error code `{code}` has no table row in PROTOCOL.md"
+        );
     }
 }
 
@@ -85,7 +96,8 @@ fn every_close_code_is_specified_with_its_name() {
     for close in CloseCode::ALL {
         let number = close.code().to_string();
         let found = if close.code() >= 4000 {
-            has_row(&spec, &[&number, &format!("`{}`", close.name())]) || has_row(&spec, &[&number, close.name()])
+            has_row(&spec, &[&number, &format!("`{}`", close.name())])
+                || has_row(&spec, &[&number, close.name()])
         } else {
             has_row(&spec, &[&number])
         };
@@ -98,7 +110,10 @@ fn every_rest_error_code_is_specified_with_its_status() {
     let spec = spec();
     for code in RestErrorCode::ALL {
         let status = code.http_status().to_string();
-        assert!(has_row(&spec, &[&format!("`{code}`"), &status]), "REST error `{code}` ({status}) has no table row");
+        assert!(
+            has_row(&spec, &[&format!("`{code}`"), &status]),
+            "REST error `{code}` ({status}) has no table row"
+        );
     }
 }
 
@@ -109,7 +124,8 @@ fn every_limit_is_specified_with_its_default() {
     for (name, value) in defaults.as_object().unwrap() {
         let plain = value.to_string();
         let grouped = group_thousands(&plain);
-        let found = has_row(&spec, &[&format!("`{name}`"), &plain]) || has_row(&spec, &[&format!("`{name}`"), &grouped]);
+        let found = has_row(&spec, &[&format!("`{name}`"), &plain])
+            || has_row(&spec, &[&format!("`{name}`"), &grouped]);
         assert!(found, "limit `{name}` (default {plain}) has no table row with its default");
     }
 }
@@ -129,8 +145,22 @@ fn group_thousands(digits: &str) -> String {
 fn every_message_type_is_in_the_vocabulary() {
     let spec = spec();
     let control = [
-        "hello", "welcome", "reauth", "reauthed", "ping", "pong", "ack", "nack", "reject", "accepted", "receipt",
-        "gap", "error", "device_status", "device_disconnect", "device_register",
+        "hello",
+        "welcome",
+        "reauth",
+        "reauthed",
+        "ping",
+        "pong",
+        "ack",
+        "nack",
+        "reject",
+        "accepted",
+        "receipt",
+        "gap",
+        "error",
+        "device_status",
+        "device_disconnect",
+        "device_register",
     ];
     let app = DurableKind::ALL.iter().map(|k| k.as_str()).chain(LiveKind::ALL.iter().map(|k| k.as_str()));
     for name in control.into_iter().chain(app) {
