@@ -136,9 +136,9 @@ pub enum CloseCode {
 /// What a client should do after a close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseAction {
-    /// Reconnect with backoff (4000-4499, and 1011).
+    /// Reconnect with backoff (4000-4499, 1003, 1009, 1011; CLS-3).
     Reconnect,
-    /// Do not reconnect automatically (4500-4999 and client-bug codes).
+    /// Do not reconnect automatically with the same credentials (4500-4999; CLS-4).
     Terminal,
     /// Normal close after the client said goodbye.
     Done,
@@ -180,9 +180,9 @@ impl CloseCode {
     pub fn name(self) -> &'static str {
         match self {
             CloseCode::Normal => "normal",
-            CloseCode::UnsupportedData => "binary_not_supported",
-            CloseCode::MessageTooBig => "frame_too_big",
-            CloseCode::InternalError => "internal",
+            CloseCode::UnsupportedData => "unsupported_data",
+            CloseCode::MessageTooBig => "message_too_big",
+            CloseCode::InternalError => "internal_error",
             CloseCode::ServerRestarting => "server_restarting",
             CloseCode::AckTimeout => "ack_timeout",
             CloseCode::HeartbeatTimeout => "heartbeat_timeout",
@@ -203,7 +203,7 @@ impl CloseCode {
     pub fn action(self) -> CloseAction {
         match self.code() {
             1000 => CloseAction::Done,
-            1011 | 4000..=4499 => CloseAction::Reconnect,
+            1003 | 1009 | 1011 | 4000..=4499 => CloseAction::Reconnect,
             _ => CloseAction::Terminal,
         }
     }
@@ -266,17 +266,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn close_codes_are_banded_by_action() {
+    fn close_codes_round_trip_and_follow_their_band() {
         for c in CloseCode::ALL {
             assert_eq!(CloseCode::from_code(c.code()), Some(*c));
-            let expected = match c.code() {
-                1000 => CloseAction::Done,
-                4000..=4499 | 1011 => CloseAction::Reconnect,
-                _ => CloseAction::Terminal,
-            };
-            assert_eq!(c.action(), expected, "{c:?}");
         }
         assert_eq!(CloseCode::from_code(4999), None);
+        assert_eq!(CloseCode::Normal.action(), CloseAction::Done);
+        assert_eq!(CloseCode::ServerRestarting.action(), CloseAction::Reconnect);
+        assert_eq!(CloseCode::TokenExpired.action(), CloseAction::Reconnect);
+        assert_eq!(CloseCode::MessageTooBig.action(), CloseAction::Reconnect);
+        assert_eq!(CloseCode::Unauthorized.action(), CloseAction::Terminal);
+        assert_eq!(CloseCode::SessionRevoked.action(), CloseAction::Terminal);
     }
 
     #[test]

@@ -167,3 +167,23 @@ fn every_message_type_is_in_the_vocabulary() {
         assert!(has_row(&spec, &[&format!("`{name}`")]), "type `{name}` is not in a vocabulary table");
     }
 }
+
+#[test]
+fn close_code_bands_match_the_table() {
+    let spec = spec();
+    for close in CloseCode::ALL.iter().filter(|c| c.code() >= 4000) {
+        let number = close.code().to_string();
+        let row = rows(&spec)
+            .into_iter()
+            .map(cells)
+            .find(|c| c.first() == Some(&number.as_str()))
+            .unwrap_or_else(|| panic!("no close-code row for {number}"));
+        let band = row.get(2).copied().unwrap_or_default();
+        let expected = match close.action() {
+            relaykit_protocol::CloseAction::Reconnect => "reconnect",
+            relaykit_protocol::CloseAction::Terminal => "terminal",
+            relaykit_protocol::CloseAction::Done => "-",
+        };
+        assert_eq!(band, expected, "close {number}: band in PROTOCOL.md vs CloseCode::action");
+    }
+}
