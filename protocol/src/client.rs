@@ -90,10 +90,10 @@ pub struct Hello {
     /// Access token (JWT). Carried here because browsers cannot set WebSocket headers.
     pub token: String,
     /// Resume information from an earlier connection.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub resume: Option<Resume>,
     /// Client software, for logs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientInfo>,
 }
 
@@ -103,10 +103,10 @@ pub struct Resume {
     /// Session id from the last `welcome`.
     pub session_id: String,
     /// Inbox epoch from the last `welcome`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub inbox_epoch: Option<String>,
     /// Stream epoch from the last `welcome`; live positions are only meaningful within it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub stream_epoch: Option<String>,
     /// Last live event seen per stream.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -158,7 +158,7 @@ pub struct Nack {
     /// Inbox sequence of the delivery.
     pub seq: u64,
     /// Wait before redelivery (default 0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
 }
 
@@ -168,7 +168,7 @@ pub struct Reject {
     /// Inbox sequence of the delivery.
     pub seq: u64,
     /// Human-readable reason passed on to the sender.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
@@ -176,7 +176,7 @@ pub struct Reject {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DeviceDisconnect {
     /// Why, for logs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
 
@@ -188,19 +188,19 @@ pub struct Send {
     /// Recipient device or role.
     pub to: Target,
     /// 0 (default) to 9; higher is delivered first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub priority: Option<u8>,
     /// Time to live from acceptance.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub ttl_ms: Option<u64>,
     /// Cap on deliveries, counting the first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u64>,
     /// Plain JSON body, relayed byte-exact.
     #[serde(default, deserialize_with = "crate::codec::some_raw", skip_serializing_if = "Option::is_none")]
     pub payload: Option<RawJson>,
     /// End-to-end encrypted body.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub e2e: Option<E2eEnvelope>,
 }
 
@@ -208,7 +208,7 @@ pub struct Send {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Publish {
     /// Optional sender-chosen id, echoed in errors and events.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Stream id; `pseq` is assigned per (user, stream).
     pub stream: String,
@@ -218,7 +218,7 @@ pub struct Publish {
     #[serde(default, deserialize_with = "crate::codec::some_raw", skip_serializing_if = "Option::is_none")]
     pub payload: Option<RawJson>,
     /// End-to-end encrypted body.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub e2e: Option<E2eEnvelope>,
 }
 

@@ -13,6 +13,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::client::ClientFrame;
 use crate::codes::{CloseCode, ErrorCode};
+#[cfg(test)]
+use crate::common::Target;
 use crate::common::{Limits, RawJson};
 use crate::kind::{DurableKind, LiveKind};
 use crate::server::ServerFrame;
@@ -117,7 +119,8 @@ impl DecodeError {
         DecodeError { kind, ref_id: None }
     }
 
-    /// The `error.code` a relay answers with.
+    /// The `error.code` a relay answers with. (For [`DecodeErrorKind::FrameTooLarge`] no error
+    /// frame is sent: the relay closes with 1009, see [`DecodeError::close_code`].)
     pub fn code(&self) -> ErrorCode {
         match self.kind {
             DecodeErrorKind::FrameTooLarge { .. } | DecodeErrorKind::PayloadTooLarge { .. } => {
@@ -266,12 +269,19 @@ fn peek<'a>(text: &'a str, limits: &DecodeLimits) -> Result<(Cow<'a, str>, Optio
     let peeked: Peek<'a> = serde_json::from_str(text).map_err(|e| {
         DecodeError::new(match e.classify() {
             serde_json::error::Category::Data => {
-                DecodeErrorKind::InvalidField { field: "type".into(), reason: e.to_string() }
+                let reason = e.to_string();
+                let field = named_member(&reason).unwrap_or("type").to_string();
+                DecodeErrorKind::InvalidField { field, reason }
             }
             _ => DecodeErrorKind::Malformed(e.to_string()),
         })
     })?;
-    let ref_id = peeked.id.and_then(PeekStr::into_str).map(Cow::into_owned);
+    // Only a well-formed id may be echoed as `ref_id` (ERR-1).
+    let ref_id = peeked
+        .id
+        .and_then(PeekStr::into_str)
+        .filter(|id| crate::validate::is_valid_id(id))
+        .map(Cow::into_owned);
     match peeked.ty.and_then(PeekStr::into_str) {
         Some(ty) => Ok((ty, ref_id)),
         None => Err(DecodeError { kind: DecodeErrorKind::MissingType, ref_id }),
@@ -287,7 +297,7 @@ fn parse<T: DeserializeOwned>(text: &str) -> Result<T, DecodeErrorKind> {
         let inner = e.into_inner();
         let reason = inner.to_string();
         // serde reports a missing field at its parent; name the field itself.
-        let field = match reason.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+        let field = match named_member(&reason) {
             Some(missing) if path == "." => missing.to_string(),
             Some(missing) => format!("{path}.{missing}"),
             None => path,
@@ -324,6 +334,20 @@ fn exceeds_depth(text: &str, max: usize) -> bool {
         }
     }
     false
+}
+
+/// `deserialize_with` for optional members: absent is `None` (via `#[serde(default)]`), but a
+/// present `null` is a wrong JSON type, as PROTOCOL.md 2.3 says (serde would read it as `None`).
+pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// The member named in serde's "missing field `x`" / "duplicate field `x`" messages.
+fn named_member(reason: &str) -> Option<&str> {
+    ["missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|p| reason.strip_prefix(p))
+        .and_then(|r| r.split('`').next())
 }
 
 /// `deserialize_with` for bodies: a present `payload` is always `Some`, even when it is `null`.
@@ -449,6 +473,39 @@ mod tests {
         assert_eq!((err.code(), err.field()), (ErrorCode::InvalidField, Some("type")));
         let err = client(r#"{"type":"ack","seq":1,"seq":2}"#).unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidField, "{err}");
+    }
+
+    #[test]
+    fn null_is_a_wrong_type_not_an_absent_member() {
+        assert_eq!(
+            field_of(r#"{"type":"new_task","id":"m","to":{"role":"desktop"},"priority":null,"payload":1}"#),
+            "priority"
+        );
+        assert_eq!(
+            field_of(r#"{"type":"new_task","id":"m","to":{"role":"desktop"},"payload":1,"e2e":null}"#),
+            "e2e"
+        );
+        assert_eq!(field_of(r#"{"type":"nack","seq":1,"delay_ms":null}"#), "delay_ms");
+    }
+
+    #[test]
+    fn duplicates_name_the_member_and_bad_ids_are_not_echoed() {
+        let err = client(r#"{"type":"ack","id":"a","id":"b","seq":1}"#).unwrap_err();
+        assert_eq!(err.field(), Some("id"), "{err}");
+        let err = client(r#"{"type":"teleport","id":"not valid!"}"#).unwrap_err();
+        assert_eq!(err.ref_id, None);
+    }
+
+    #[test]
+    fn unknown_members_of_to_are_ignored_but_one_target_is_required() {
+        let frame = client(r#"{"type":"new_task","id":"m","to":{"role":"desktop","zone":"eu"},"payload":1}"#)
+            .unwrap();
+        assert_eq!(frame.as_send().unwrap().1.to, Target::Role(crate::DeviceType::Desktop));
+        assert_eq!(
+            field_of(r#"{"type":"new_task","id":"m","to":{"role":"desktop","device":"d"},"payload":1}"#),
+            "to"
+        );
+        assert_eq!(field_of(r#"{"type":"new_task","id":"m","to":{},"payload":1}"#), "to");
     }
 
     #[test]

@@ -33,13 +33,38 @@ impl DeviceType {
 }
 
 /// Where a send or publish goes: one device of the sender's user, or all of them with a role.
+///
+/// Deserialized by hand (through [`TargetRepr`]) so unknown members of `to` are ignored like
+/// everywhere else (TRN-7), while exactly one of `device` and `role` is still required.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "TargetRepr")]
 pub enum Target {
     /// `{"device": "<device_id>"}`
     Device(String),
     /// `{"role": "desktop"}`: every device of that type of the sender's user except the sender.
     Role(DeviceType),
+}
+
+/// The wire shape of `to` while it is checked.
+#[derive(Deserialize)]
+struct TargetRepr {
+    #[serde(default, deserialize_with = "crate::codec::present")]
+    device: Option<String>,
+    #[serde(default, deserialize_with = "crate::codec::present")]
+    role: Option<DeviceType>,
+}
+
+impl TryFrom<TargetRepr> for Target {
+    type Error = &'static str;
+
+    fn try_from(repr: TargetRepr) -> Result<Self, Self::Error> {
+        match (repr.device, repr.role) {
+            (Some(d), None) => Ok(Target::Device(d)),
+            (None, Some(r)) => Ok(Target::Role(r)),
+            (Some(_), Some(_)) => Err("exactly one of `device` and `role`, both given"),
+            (None, None) => Err("exactly one of `device` and `role` is required"),
+        }
+    }
 }
 
 /// A JSON value kept as the exact text it arrived in, so the relay forwards it byte-exact

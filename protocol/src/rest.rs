@@ -86,7 +86,7 @@ pub struct RegisterDevice {
     /// Device public key.
     pub public_key: PublicKey,
     /// Pairing code from an already registered device of the user to join.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub pairing_code: Option<String>,
 }
 
@@ -157,7 +157,7 @@ pub struct DeviceInfo {
     /// Presence.
     pub status: Presence,
     /// Last time it was connected, Unix ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub last_seen_at_ms: Option<u64>,
     /// Registration time, Unix ms.
     pub created_at_ms: u64,
@@ -178,10 +178,10 @@ pub struct RestError {
     /// Human-readable explanation.
     pub message: String,
     /// Offending field.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Wait before retrying.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
 }
 
@@ -219,10 +219,10 @@ pub const ACCESS_TOKEN_ALG: &str = "EdDSA";
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TestTokenRequest {
     /// Claims merged over a valid claim set for the caller; `null` removes a claim.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub claims: Option<Map<String, Value>>,
     /// Header fields merged over the valid header.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub header: Option<Map<String, Value>>,
 }
 

@@ -131,7 +131,7 @@ pub struct Delivery {
     #[serde(default, deserialize_with = "crate::codec::some_raw", skip_serializing_if = "Option::is_none")]
     pub payload: Option<RawJson>,
     /// End-to-end encrypted body, as sent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub e2e: Option<E2eEnvelope>,
 }
 
@@ -139,7 +139,7 @@ pub struct Delivery {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// The publisher's optional id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Stream id.
     pub stream: String,
@@ -157,7 +157,7 @@ pub struct Event {
     #[serde(default, deserialize_with = "crate::codec::some_raw", skip_serializing_if = "Option::is_none")]
     pub payload: Option<RawJson>,
     /// End-to-end encrypted body, as published.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub e2e: Option<E2eEnvelope>,
 }
 
@@ -202,10 +202,10 @@ pub struct Receipt {
     /// When the state was reached, Unix ms.
     pub at_ms: u64,
     /// Reason given with a reject, or other detail.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Sequence of this receipt in the sender's inbox (terminal states); ack it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
 }
 
@@ -252,7 +252,7 @@ pub struct Gap {
     /// Last position the client reported.
     pub after_pseq: u64,
     /// First retained pseq replayed after this notice, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub resume_pseq: Option<u64>,
     /// Why.
     pub reason: GapReason,
@@ -268,16 +268,16 @@ pub struct ErrorFrame {
     /// True when the relay closes the connection right after.
     pub fatal: bool,
     /// Id of the frame this answers, when it had one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub ref_id: Option<String>,
     /// Sequence this answers (ack, nack, reject).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub ref_seq: Option<u64>,
     /// Offending field, as a dotted path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Wait before retrying (rate limits, restarts).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::codec::present", skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
 }
 

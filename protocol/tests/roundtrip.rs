@@ -154,7 +154,7 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
 
 fn receipt() -> impl Strategy<Value = Receipt> {
     let state = proptest::sample::select(ReceiptState::ALL);
-    (id(), id(), uint(), state, any::<bool>(), uint(), option::of(text(60)), uint()).prop_map(
+    (id(), id(), positive(), state, any::<bool>(), uint(), option::of(text(60)), positive()).prop_map(
         |(id, recipient, recipient_seq, state, definite, at_ms, reason, seq)| {
             // The protocol fixes `definite` for some states and `seq` for all terminal ones.
             let definite = match state {
@@ -219,7 +219,7 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
                 })
             },
         );
-    let accepted = (id(), any::<bool>(), vec((id(), uint()), 1..4)).prop_map(|(id, duplicate, r)| {
+    let accepted = (id(), any::<bool>(), vec((id(), positive()), 1..4)).prop_map(|(id, duplicate, r)| {
         let recipients = r.into_iter().map(|(device_id, seq)| Recipient { device_id, seq }).collect();
         ServerFrame::Accepted(Accepted { id, duplicate, recipients })
     });
