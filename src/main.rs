@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod inspect;
+mod serve;
 
 /// Reference relay, conformance suite and load generator for the relay.v1 protocol.
 #[derive(Debug, Parser)]
@@ -17,6 +18,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the reference relay server.
+    Serve(serve::ServeArgs),
     /// Validate JSON messages against the relay.v1 JSON Schemas.
     Validate(inspect::ValidateArgs),
     /// List the embedded JSON Schemas, or print one.
@@ -28,6 +31,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::serve(args),
         Command::Validate(args) => inspect::validate(args),
         Command::Schemas(args) => inspect::schemas(args),
         Command::Requirements(args) => inspect::requirements(args),

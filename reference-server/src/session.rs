@@ -1,0 +1,406 @@
+//! One WebSocket connection, from the first frame to the close (PROTOCOL.md sections 7 and 13).
+//!
+//! Written against a transport that is a `Stream` of [`Inbound`] and a `Sink` of [`Outgoing`],
+//! so unit tests drive it with channels and the HTTP layer adapts axum's socket to it.
+
+use std::sync::Arc;
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use relaykit_protocol::client::{Heartbeat, Hello};
+use relaykit_protocol::server::{ErrorFrame, Reauthed};
+use relaykit_protocol::{
+    ClientFrame, CloseCode, DecodeError, DecodeLimits, ErrorCode, PROTOCOL_V1, ServerFrame, decode_client,
+    encode,
+};
+use tokio::time::{Duration, Instant, sleep_until};
+
+use crate::auth::TokenError;
+use crate::state::{Outbound, Relay, SessionCtx, Settle, now_ms};
+
+/// What the transport hands the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// A text message.
+    Text(String),
+    /// A binary message (refused with 1003).
+    Binary,
+    /// A message over the size limit (refused with 1009).
+    TooBig,
+    /// The peer closed, or the connection broke.
+    Closed,
+}
+
+/// What the session hands the transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// A text message.
+    Text(String),
+    /// A close frame; nothing follows.
+    Close(u16, String),
+}
+
+/// How a session ended, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// Close code sent, if the relay closed.
+    pub code: Option<CloseCode>,
+}
+
+/// Runs one connection to its end. `negotiated` is the subprotocol chosen at the upgrade.
+pub async fn run<T>(relay: Arc<Relay>, mut io: T, negotiated: Option<String>) -> Ended
+where
+    T: Stream<Item = Inbound> + Sink<Outgoing> + Unpin,
+{
+    let limits = relay.limits().clone();
+    let auth_deadline = Instant::now() + Duration::from_millis(limits.auth_timeout_ms);
+    let first = tokio::select! {
+        frame = io.next() => frame.unwrap_or(Inbound::Closed),
+        () = sleep_until(auth_deadline) => {
+            return close(&relay, &mut io, CloseCode::AuthTimeout, "no hello within auth_timeout_ms").await;
+        }
+    };
+    let hello = match first {
+        Inbound::Text(text) => match decode_client(&text, &DecodeLimits::from(&limits)) {
+            Ok(ClientFrame::Hello(hello)) => hello,
+            Ok(_) => {
+                return close(&relay, &mut io, CloseCode::ProtocolViolation, "first frame must be hello")
+                    .await;
+            }
+            Err(e) => {
+                let message = format!("first frame must be a valid hello: {e}");
+                return close(&relay, &mut io, CloseCode::ProtocolViolation, &message).await;
+            }
+        },
+        Inbound::Binary => {
+            return close(&relay, &mut io, CloseCode::UnsupportedData, "binary frames are not supported")
+                .await;
+        }
+        Inbound::TooBig => {
+            return close(&relay, &mut io, CloseCode::MessageTooBig, "frame exceeds max_frame_bytes").await;
+        }
+        Inbound::Closed => return Ended { code: None },
+    };
+    let mut session = match Session::start(relay.clone(), &hello, negotiated.as_deref()) {
+        Ok(s) => s,
+        Err((code, message)) => return close(&relay, &mut io, code, &message).await,
+    };
+    let ended = session.serve(&mut io).await;
+    relay.detach(&session.ctx, session.deliberate);
+    ended
+}
+
+/// Sends the close's error frame (CLS-2) and the close frame; counts it.
+async fn close<T: Sink<Outgoing> + Unpin>(
+    relay: &Relay,
+    io: &mut T,
+    code: CloseCode,
+    message: &str,
+) -> Ended {
+    if let Some(error) = ErrorCode::ALL.iter().copied().find(|e| e.close_code() == Some(code)) {
+        let mut frame = ErrorFrame::new(error, message);
+        if code == CloseCode::ServerRestarting {
+            frame.retry_after_ms = Some(1000);
+        }
+        let _ = io.send(Outgoing::Text(encode(&ServerFrame::Error(frame)))).await;
+    }
+    let _ = io.send(Outgoing::Close(code.code(), code.name().to_string())).await;
+    relay.metrics().closes_total.inc(&code.code().to_string());
+    Ended { code: Some(code) }
+}
+
+/// An authenticated connection.
+struct Session {
+    relay: Arc<Relay>,
+    ctx: SessionCtx,
+    frames: tokio::sync::mpsc::Receiver<Outbound>,
+    close: tokio::sync::watch::Receiver<crate::state::CloseRequest>,
+    // When the access token (as extended by reauth) expires: close 4006 then.
+    token_expires: Instant,
+    // Last frame from the client: silence for 2 x heartbeat closes with 4002.
+    last_heard: Instant,
+    // Token bucket of the rate limit (LIM rules).
+    bucket: Bucket,
+    // Set by device_disconnect: the session is not resumable.
+    deliberate: bool,
+    next_nonce: u64,
+}
+
+/// Maps a token failure to its close code.
+fn token_close(e: &TokenError) -> CloseCode {
+    if e.is_expired() { CloseCode::TokenExpired } else { CloseCode::Unauthorized }
+}
+
+/// Instant at which a token expiring at `exp_s` (Unix seconds) is no longer accepted.
+fn expiry_instant(exp_s: u64, leeway_s: u64) -> Instant {
+    let deadline_ms = (exp_s + leeway_s) * 1000;
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms()))
+}
+
+impl Session {
+    fn start(
+        relay: Arc<Relay>,
+        hello: &Hello,
+        negotiated: Option<&str>,
+    ) -> Result<Session, (CloseCode, String)> {
+        if hello.protocol != PROTOCOL_V1 || negotiated.is_some_and(|n| n != hello.protocol) {
+            return Err((CloseCode::UnsupportedVersion, format!("supported versions: {PROTOCOL_V1}")));
+        }
+        let now_s = now_ms() / 1000;
+        let issuer = relay.issuer();
+        let claims =
+            issuer.verify_before_expiry(&hello.token, now_s).map_err(|e| (token_close(&e), e.to_string()))?;
+        // Device and family revocation are checked before expiry (PROTOCOL.md 6.4).
+        relay.check_device(&claims).map_err(|e| (e.close_code(), format!("{e:?}")))?;
+        issuer.check_expiry(&claims, now_s).map_err(|e| (token_close(&e), e.to_string()))?;
+        let attached = relay
+            .attach(&claims, hello, claims.exp * 1000)
+            .map_err(|e| (e.close_code(), format!("{e:?}")))?;
+        let limits = relay.limits();
+        let token_expires = expiry_instant(claims.exp, issuer.leeway_s());
+        let bucket = Bucket::new(limits.rate_limit_per_sec, limits.rate_limit_burst);
+        Ok(Session {
+            ctx: attached.ctx,
+            frames: attached.frames,
+            close: attached.close,
+            token_expires,
+            last_heard: Instant::now(),
+            bucket,
+            deliberate: false,
+            next_nonce: 1,
+            relay,
+        })
+    }
+
+    async fn serve<T>(&mut self, io: &mut T) -> Ended
+    where
+        T: Stream<Item = Inbound> + Sink<Outgoing> + Unpin,
+    {
+        let heartbeat = Duration::from_millis(self.relay.limits().heartbeat_ms.max(1));
+        let mut ping_at = Instant::now() + heartbeat;
+        loop {
+            tokio::select! {
+                biased;
+                changed = self.close.changed() => {
+                    let request = if changed.is_ok() { self.close.borrow().clone() } else { None };
+                    let (code, error) = request.unwrap_or((CloseCode::InternalError, None));
+                    if let Some(e) = error {
+                        let _ = io.send(Outgoing::Text(encode(&ServerFrame::Error(e)))).await;
+                    }
+                    let _ = io.send(Outgoing::Close(code.code(), code.name().to_string())).await;
+                    self.relay.metrics().closes_total.inc(&code.code().to_string());
+                    return Ended { code: Some(code) };
+                }
+                Some(Outbound::Frame(text)) = self.frames.recv() => {
+                    if io.send(Outgoing::Text(text)).await.is_err() {
+                        return Ended { code: None };
+                    }
+                }
+                inbound = io.next() => {
+                    let inbound = inbound.unwrap_or(Inbound::Closed);
+                    self.last_heard = Instant::now();
+                    match self.handle(io, inbound).await {
+                        Step::Continue => {}
+                        Step::Close(code, message) => return close(&self.relay, io, code, &message).await,
+                        Step::Gone => return Ended { code: None },
+                    }
+                }
+                () = sleep_until(ping_at) => {
+                    if self.last_heard.elapsed() >= 2 * heartbeat {
+                        return close(&self.relay, io, CloseCode::HeartbeatTimeout, "no frame for twice heartbeat_ms").await;
+                    }
+                    let ping = ServerFrame::Ping(Heartbeat { nonce: self.next_nonce });
+                    self.next_nonce += 1;
+                    let _ = io.send(Outgoing::Text(encode(&ping))).await;
+                    ping_at = Instant::now() + heartbeat;
+                }
+                () = sleep_until(self.token_expires) => {
+                    return close(&self.relay, io, CloseCode::TokenExpired, "access token expired").await;
+                }
+            }
+        }
+    }
+
+    /// One inbound message after `welcome` (check order of PROTOCOL.md 13.3).
+    async fn handle<T: Sink<Outgoing> + Unpin>(&mut self, io: &mut T, inbound: Inbound) -> Step {
+        let text = match inbound {
+            Inbound::Text(text) => text,
+            Inbound::Binary => {
+                return Step::Close(CloseCode::UnsupportedData, "binary frames are not supported".into());
+            }
+            Inbound::TooBig => {
+                return Step::Close(CloseCode::MessageTooBig, "frame exceeds max_frame_bytes".into());
+            }
+            Inbound::Closed => return Step::Gone,
+        };
+        let limits = self.relay.limits().clone();
+        let decoded = decode_client(&text, &DecodeLimits::from(&limits));
+        if let Err(e) = &decoded
+            && matches!(e.code(), ErrorCode::MalformedJson | ErrorCode::NestingTooDeep)
+        {
+            return self.reply(io, Err(decode_error(e))).await;
+        }
+        if let Err(wait) = self.bucket.take(Instant::now()) {
+            if self.bucket.abusive(limits.rate_limit_burst) {
+                return Step::Close(CloseCode::RateLimitAbuse, "flooding after rate-limit errors".into());
+            }
+            let mut e = ErrorFrame::new(ErrorCode::RateLimited, "rate limit exceeded");
+            e.retry_after_ms = Some(wait.as_millis().max(1) as u64);
+            e.ref_id = decoded.as_ref().err().and_then(|d| d.ref_id.clone());
+            return self.reply(io, Err(e)).await;
+        }
+        let frame = match decoded {
+            Ok(frame) => frame,
+            Err(e) => return self.reply(io, Err(decode_error(&e))).await,
+        };
+        let relay = self.relay.clone();
+        let reply = match frame {
+            ClientFrame::Hello(_) => {
+                Err(ErrorFrame::new(ErrorCode::AlreadyAuthenticated, "already authenticated"))
+            }
+            ClientFrame::Ping(p) => Ok(Some(ServerFrame::Pong(p))),
+            ClientFrame::Pong(_) => Ok(None),
+            ClientFrame::Ack(a) => relay.settle_delivery(&self.ctx, a.seq, Settle::Ack).map(|()| None),
+            ClientFrame::Nack(n) => {
+                relay.settle_delivery(&self.ctx, n.seq, Settle::Nack(n.delay_ms)).map(|()| None)
+            }
+            ClientFrame::Reject(r) => {
+                relay.settle_delivery(&self.ctx, r.seq, Settle::Reject(r.reason)).map(|()| None)
+            }
+            ClientFrame::DeviceDisconnect(_) => {
+                self.deliberate = true;
+                let _ =
+                    io.send(Outgoing::Close(CloseCode::Normal.code(), CloseCode::Normal.name().into())).await;
+                return Step::Gone;
+            }
+            ClientFrame::Reauth(r) => return self.reauth(io, &r.token).await,
+            other => match other.into_send() {
+                Ok((kind, send)) => relay.send(&self.ctx, kind, send).await.map(Some),
+                Err(other) => match other.into_publish() {
+                    Ok((kind, publish)) => relay.publish(&self.ctx, kind, publish).map(|()| None),
+                    Err(_) => Ok(None),
+                },
+            },
+        };
+        match reply {
+            Ok(None) => Step::Continue,
+            Ok(Some(frame)) => self.reply(io, Ok(frame)).await,
+            Err(e) => self.reply(io, Err(e)).await,
+        }
+    }
+
+    async fn reauth<T: Sink<Outgoing> + Unpin>(&mut self, io: &mut T, token: &str) -> Step {
+        let issuer = self.relay.issuer();
+        let claims = match issuer.verify(token, now_ms() / 1000) {
+            Ok(c) => c,
+            Err(e) => return Step::Close(token_close(&e), e.to_string()),
+        };
+        if claims.did != self.ctx.device_id || claims.sub != self.ctx.user_id {
+            return Step::Close(CloseCode::Unauthorized, "reauth with a token of another device".into());
+        }
+        if let Err(e) = self.relay.check_device(&claims) {
+            return Step::Close(e.close_code(), format!("{e:?}"));
+        }
+        self.ctx.family = claims.fam.clone();
+        self.token_expires = expiry_instant(claims.exp, issuer.leeway_s());
+        self.reply(io, Ok(ServerFrame::Reauthed(Reauthed { token_expires_at_ms: claims.exp * 1000 }))).await
+    }
+
+    async fn reply<T: Sink<Outgoing> + Unpin>(
+        &mut self,
+        io: &mut T,
+        frame: Result<ServerFrame, ErrorFrame>,
+    ) -> Step {
+        let frame = frame.unwrap_or_else(|e| {
+            self.relay.metrics().errors_total.inc(e.code.as_str());
+            ServerFrame::Error(e)
+        });
+        match io.send(Outgoing::Text(encode(&frame))).await {
+            Ok(()) => Step::Continue,
+            Err(_) => Step::Gone,
+        }
+    }
+}
+
+enum Step {
+    Continue,
+    Close(CloseCode, String),
+    Gone,
+}
+
+fn decode_error(e: &DecodeError) -> ErrorFrame {
+    let mut frame = ErrorFrame::new(e.code(), e.to_string());
+    frame.field = e.field().map(str::to_string);
+    frame.ref_id = e.ref_id.clone();
+    frame
+}
+
+/// Token bucket: starts full, refills at `rate` per second up to `burst`.
+#[derive(Debug, Clone)]
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+    // Rejections in the current 10 s window, for 4007 (PROTOCOL.md LIM rules).
+    rejected: u64,
+    window_start: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u64, burst: u64) -> Self {
+        let now = Instant::now();
+        Bucket {
+            rate: rate as f64,
+            burst: burst.max(1) as f64,
+            tokens: burst.max(1) as f64,
+            last: now,
+            rejected: 0,
+            window_start: now,
+        }
+    }
+
+    /// Takes a token, or says how long until one is available.
+    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        if now.duration_since(self.window_start) > Duration::from_secs(10) {
+            self.window_start = now;
+            self.rejected = 0;
+        }
+        self.rejected += 1;
+        let wait = if self.rate > 0.0 { (1.0 - self.tokens) / self.rate } else { 60.0 };
+        Err(Duration::from_secs_f64(wait))
+    }
+
+    /// More than `burst` rejections within 10 s.
+    fn abusive(&self, burst: u64) -> bool {
+        self.rejected > burst
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_the_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut b = Bucket::new(10, 3);
+        for _ in 0..3 {
+            assert!(b.take(start).is_ok());
+        }
+        let wait = b.take(start).unwrap_err();
+        assert!(wait <= Duration::from_millis(100) && wait > Duration::ZERO, "{wait:?}");
+        assert!(b.take(start + Duration::from_millis(100)).is_ok());
+        assert!(!b.abusive(3));
+        for _ in 0..3 {
+            let _ = b.take(start + Duration::from_millis(100));
+        }
+        assert!(b.abusive(3));
+    }
+}
