@@ -71,14 +71,16 @@ fn main() {
     let body = r#"{"device_name":"idle","device_type":"desktop","platform":"linux","public_key":{"alg":"x25519","key":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}}"#;
     let tokens: Vec<String> = (0..n)
         .map(|_| {
-            let reply: serde_json::Value = serde_json::from_str(&http_post(&addr, "/v1/devices", body)).expect("json");
+            let reply: serde_json::Value =
+                serde_json::from_str(&http_post(&addr, "/v1/devices", body)).expect("json");
             reply["tokens"]["access_token"].as_str().expect("token").to_string()
         })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
     let before = rss_kib(pid);
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let held = rt.block_on(async {
         let mut sockets = Vec::with_capacity(n);
         let mut config = WebSocketConfig::default();
@@ -92,7 +94,8 @@ fn main() {
                 .expect("websocket connect");
             let hello = format!(r#"{{"type":"hello","protocol":"relay.v1","token":"{token}"}}"#);
             ws.send(Message::text(hello)).await.expect("send hello");
-            let welcome = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("welcome in time");
+            let welcome =
+                tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("welcome in time");
             let text = welcome.expect("frame").expect("ok frame").into_text().expect("text");
             assert!(text.contains(r#""type":"welcome""#), "{text}");
             sockets.push(ws);
@@ -103,7 +106,10 @@ fn main() {
     let after = rss_kib(pid);
     let per_conn = (after.saturating_sub(before)) as f64 * 1024.0 / n as f64;
     println!("idle_connections: n={n} server_rss_before={before} KiB server_rss_after={after} KiB");
-    println!("idle_connections: {:.1} KiB per idle authenticated connection (server side)", per_conn / 1024.0);
+    println!(
+        "idle_connections: {:.1} KiB per idle authenticated connection (server side)",
+        per_conn / 1024.0
+    );
     println!("idle_connections: setup took {:.1} s", started.elapsed().as_secs_f64());
     drop(held);
     drop(rt);

@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -35,7 +36,8 @@ pub struct AppState {
 
 /// The router of the whole server.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let not_found = || async { rest_error(RestErrorCode::NotFound, "no such endpoint", None) };
+    let mut router = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
@@ -45,10 +47,37 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/devices/{device_id}", axum::routing::delete(revoke))
         .route("/v1/pairing-codes", post(pairing_code))
         .route("/v1/tokens/refresh", post(refresh))
-        .route("/v1/test/tokens", post(test_token))
-        .route("/v1/ws", get(websocket))
-        .fallback(|| async { rest_error(RestErrorCode::NotFound, "no such endpoint", None) })
+        .route("/v1/ws", get(websocket));
+    // A disabled hook is an unknown path: 404 before any other check (TEST-2, ERR-10 step 1).
+    if state.relay.policy().test_tokens {
+        router = router.route("/v1/test/tokens", post(test_token));
+    }
+    router
+        // Known path and method only (ERR-10 step 1), then the body size (step 3).
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), limit_body))
+        .method_not_allowed_fallback(not_found)
+        .fallback(not_found)
         .with_state(state)
+}
+
+/// Most bytes of an oversize body read (and dropped) before answering 413, so the client can
+/// read the answer instead of a connection reset.
+const DRAIN_CAP: usize = 1 << 20;
+
+/// TRN-6 for every endpoint, before authentication (ERR-10 step 3): a declared body larger than
+/// `max_frame_bytes` gets 413. Bodies without `Content-Length` are measured by [`Body`].
+async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.relay.limits().max_frame_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        let _ = axum::body::to_bytes(request.into_body(), DRAIN_CAP).await;
+        return rest_error(RestErrorCode::PayloadTooLarge, "body larger than max_frame_bytes", None);
+    }
+    next.run(request).await
 }
 
 /// A REST error response: status from the code, JSON body.
@@ -80,13 +109,29 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
         if bytes.len() > limit {
             return Err(rest_error(RestErrorCode::PayloadTooLarge, "body larger than max_frame_bytes", None));
         }
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
-            let field = e.path().to_string().replace('[', ".").replace(']', "");
-            let field = (field != ".").then_some(field);
-            rest_error(RestErrorCode::InvalidRequest, &e.into_inner().to_string(), field)
-        })
+        parse_body(&bytes).map(Body).map_err(IntoResponse::into_response)
     }
+}
+
+/// A JSON body, or 400 `invalid_request` naming the offending member (PROTOCOL.md 2.5: a
+/// missing member by its own path, not its parent's).
+fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DirectoryError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string().replace('[', ".").replace(']', "");
+        let message = e.into_inner().to_string();
+        let named = ["missing field `", "duplicate field `"]
+            .iter()
+            .find_map(|p| message.strip_prefix(p))
+            .and_then(|rest| rest.split('`').next());
+        let field = match (named, path.as_str()) {
+            (Some(member), ".") => Some(member.to_string()),
+            (Some(member), parent) => Some(format!("{parent}.{member}")),
+            (None, ".") => None,
+            (None, path) => Some(path.to_string()),
+        };
+        DirectoryError { code: RestErrorCode::InvalidRequest, message, field }
+    })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -192,22 +237,31 @@ async fn pairing_code(State(state): State<AppState>, headers: HeaderMap) -> Resp
 }
 
 async fn refresh(State(state): State<AppState>, Body(body): Body<RefreshRequest>) -> Response {
+    if body.refresh_token.is_empty() {
+        let field = Some("refresh_token".to_string());
+        return rest_error(RestErrorCode::InvalidRequest, "refresh_token must not be empty", field);
+    }
     match state.relay.refresh(&body.refresh_token).await {
         Ok(pair) => Json(pair).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn test_token(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Body(body): Body<TestTokenRequest>,
-) -> Response {
+async fn test_token(State(state): State<AppState>, headers: HeaderMap, request: Request) -> Response {
     if !state.relay.policy().test_tokens {
         return rest_error(RestErrorCode::NotFound, "no such endpoint", None);
     }
+    // ERR-10: size, then the bearer token, then the body.
+    let limit = state.relay.limits().max_frame_bytes as usize;
+    let Ok(bytes) = axum::body::to_bytes(request.into_body(), limit).await else {
+        return rest_error(RestErrorCode::PayloadTooLarge, "body larger than max_frame_bytes", None);
+    };
     let claims = match authenticate(&state, &headers) {
         Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let body: TestTokenRequest = match parse_body(&bytes) {
+        Ok(b) => b,
         Err(e) => return e.into_response(),
     };
     let issuer = state.relay.issuer();

@@ -234,12 +234,17 @@ impl Session {
         };
         let limits = self.relay.limits().clone();
         let decoded = decode_client(&text, &DecodeLimits::from(&limits));
+        // LIM-4: every frame within the size limit takes a token if there is one, but only a
+        // frame that passed step 2 (depth, JSON) is answered with `rate_limited`.
+        let now = Instant::now();
+        let token = self.bucket.take(now);
         if let Err(e) = &decoded
             && matches!(e.code(), ErrorCode::MalformedJson | ErrorCode::NestingTooDeep)
         {
             return self.reply(io, Err(decode_error(e))).await;
         }
-        if let Err(wait) = self.bucket.take(Instant::now()) {
+        if let Err(wait) = token {
+            self.bucket.reject(now);
             if self.bucket.abusive(limits.rate_limit_burst) {
                 return Step::Close(CloseCode::RateLimitAbuse, "flooding after rate-limit errors".into());
             }
@@ -368,13 +373,17 @@ impl Bucket {
             self.tokens -= 1.0;
             return Ok(());
         }
+        let wait = if self.rate > 0.0 { (1.0 - self.tokens) / self.rate } else { 60.0 };
+        Err(Duration::from_secs_f64(wait))
+    }
+
+    /// Counts a frame answered with `rate_limited` (LIM-5 counts only those).
+    fn reject(&mut self, now: Instant) {
         if now.duration_since(self.window_start) > Duration::from_secs(10) {
             self.window_start = now;
             self.rejected = 0;
         }
         self.rejected += 1;
-        let wait = if self.rate > 0.0 { (1.0 - self.tokens) / self.rate } else { 60.0 };
-        Err(Duration::from_secs_f64(wait))
     }
 
     /// More than `burst` rejections within 10 s.
@@ -396,10 +405,13 @@ mod tests {
         }
         let wait = b.take(start).unwrap_err();
         assert!(wait <= Duration::from_millis(100) && wait > Duration::ZERO, "{wait:?}");
+        b.reject(start);
         assert!(b.take(start + Duration::from_millis(100)).is_ok());
         assert!(!b.abusive(3));
         for _ in 0..3 {
-            let _ = b.take(start + Duration::from_millis(100));
+            if b.take(start + Duration::from_millis(100)).is_err() {
+                b.reject(start + Duration::from_millis(100));
+            }
         }
         assert!(b.abusive(3));
     }

@@ -312,7 +312,8 @@ impl Relay {
         let mut world = self.lock();
         let unknown = |world: &World| {
             let next = world.devices.get(&ctx.device_id).map_or(1, |d| d.inbox.next_seq());
-            if seq < next {
+            // seq 0 is never assigned (DLV-21); 1 up to the highest assigned is a no-op (DLV-20).
+            if (1..next).contains(&seq) {
                 Ok(()) // already terminal: acking again is a no-op (duplicates are expected)
             } else {
                 let mut e =

@@ -94,10 +94,14 @@ impl Relay {
                         world.devices.get(&p.created_by).is_some_and(|d| d.record.revoked_at_ms.is_none())
                     });
                     let Some(p) = valid else {
-                        return Err(fail(
-                            RestErrorCode::InvalidPairingCode,
-                            "pairing code is wrong, expired or used",
-                        ));
+                        // Wrong, expired and used codes are answered identically (PAIR-5).
+                        return Err(DirectoryError {
+                            field: Some("pairing_code".into()),
+                            ..fail(
+                                RestErrorCode::InvalidPairingCode,
+                                "pairing code is wrong, expired or used",
+                            )
+                        });
                     };
                     let user = p.user_id.clone();
                     world.pairing.remove(code);
@@ -226,25 +230,31 @@ impl Relay {
             let (Some(family), Some(device)) = (family, device) else {
                 return Err(fail(RestErrorCode::InvalidRefreshToken, "refresh token refused"));
             };
-            if family.revoked || device.revoked_at_ms.is_some() || record.expires_at_ms <= now {
+            if record.expires_at_ms <= now {
                 return Err(fail(RestErrorCode::InvalidRefreshToken, "refresh token refused"));
             }
             if record.spent {
                 // Reuse: someone holds a copy. Revoke the family and drop the device's sockets.
-                let revoked = FamilyRecord { revoked: true, ..family };
-                world.families.insert(record.family.clone(), revoked.clone());
-                Relay::close_device(
-                    &world,
-                    &device.device_id,
-                    CloseCode::SessionRevoked,
-                    "refresh token reused",
-                );
-                let commit =
-                    self.store.submit(vec![Mutation::put(Table::Families, record.family.clone(), &revoked)]);
+                // A spent token is reported as reused until it expires, also when its family or
+                // device was revoked since (TOK-3).
+                let mut batch = Vec::new();
+                if !family.revoked {
+                    let revoked = FamilyRecord { revoked: true, ..family };
+                    world.families.insert(record.family.clone(), revoked.clone());
+                    Relay::close_device(
+                        &world,
+                        &device.device_id,
+                        CloseCode::SessionRevoked,
+                        "refresh token reused",
+                    );
+                    batch.push(Mutation::put(Table::Families, record.family.clone(), &revoked));
+                }
                 (
-                    commit,
+                    self.store.submit(batch),
                     Err(fail(RestErrorCode::RefreshTokenReused, "refresh token reused; sessions revoked")),
                 )
+            } else if family.revoked || device.revoked_at_ms.is_some() {
+                return Err(fail(RestErrorCode::InvalidRefreshToken, "refresh token refused"));
             } else {
                 let spent = RefreshRecord { spent: true, ..record };
                 world.refresh.insert(hash.clone(), spent.clone());

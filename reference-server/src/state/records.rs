@@ -75,8 +75,11 @@ pub struct RefreshRecord {
 }
 
 /// What an inbox entry carries.
+///
+/// Externally tagged (`{"message": {...}}`) on purpose: an internally tagged enum buffers its
+/// content, and a buffered [`RawJson`] payload cannot be read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "entry", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum EntryBody {
     /// A durable message.
     Message {
@@ -129,4 +132,50 @@ pub struct IdempotencyRecord {
     pub accepted: Accepted,
     /// When the record may be forgotten, Unix ms.
     pub expires_at_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use relaykit_protocol::server::ReceiptState;
+
+    use super::*;
+
+    /// Every entry shape survives the store's JSON text exactly (payload bytes included).
+    #[test]
+    fn entry_records_round_trip_through_json() {
+        let message = EntryBody::Message {
+            kind: DurableKind::NewTask,
+            id: "m1".into(),
+            from: "dev_a".into(),
+            from_type: DeviceType::Mobile,
+            payload: Some(RawJson::from_text(r#"{ "n" : 123456789012345678901234567890 }"#).unwrap()),
+            e2e: None,
+        };
+        let receipt = EntryBody::Receipt(Receipt {
+            id: "m1".into(),
+            recipient: "dev_b".into(),
+            recipient_seq: 4,
+            state: ReceiptState::Acked,
+            definite: true,
+            at_ms: 5,
+            reason: None,
+            seq: Some(9),
+        });
+        for body in [message, receipt] {
+            let record = EntryRecord {
+                device_id: "dev_b".into(),
+                seq: 4,
+                body,
+                priority: 3,
+                attempts: 1,
+                max_attempts: 5,
+                accepted_at_ms: 1,
+                expires_at_ms: 2,
+                size: 40,
+            };
+            let text = relaykit_protocol::encode(&record);
+            let back: EntryRecord = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            assert_eq!(back, record);
+        }
+    }
 }
