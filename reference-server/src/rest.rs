@@ -57,7 +57,20 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), limit_body))
         .method_not_allowed_fallback(not_found)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
+}
+
+/// `relaykit_rest_requests_total{class}`: every HTTP answer by status class.
+async fn count_requests(
+    State(state): State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(req).await;
+    let class = crate::metrics::status_class(response.status().as_u16());
+    state.relay.metrics().rest_requests_total.inc(class);
+    response
 }
 
 /// Most bytes of an oversize body read (and dropped) before answering 413, so the client can

@@ -82,10 +82,22 @@ where
     };
     let mut session = match Session::start(relay.clone(), &hello, negotiated.as_deref()) {
         Ok(s) => s,
-        Err((code, message)) => return close(&relay, &mut io, code, &message).await,
+        Err((code, message)) => {
+            tracing::info!(close = code.code(), reason = %code.name(), "hello refused");
+            return close(&relay, &mut io, code, &message).await;
+        }
     };
+    tracing::debug!(device = %session.ctx.device_id, conn = session.ctx.conn_id, "session started");
     let ended = session.serve(&mut io).await;
     relay.detach(&session.ctx, session.deliberate);
+    // Never log tokens or payloads: ids and codes only.
+    tracing::debug!(
+        device = %session.ctx.device_id,
+        conn = session.ctx.conn_id,
+        close = ended.code.map(CloseCode::code),
+        deliberate = session.deliberate,
+        "session ended"
+    );
     ended
 }
 

@@ -160,6 +160,8 @@ async fn health_ready_and_metrics_are_served() {
     )))
     .await;
     d.next_accepted().await;
+    // The device targeted itself: its own delivery is the routing-latency sample.
+    assert!(d.next_skipping_presence().await.as_delivery().is_some());
 
     let metrics = relay.get("/metrics", None).await;
     metrics.expect_status(200);
@@ -168,6 +170,15 @@ async fn health_ready_and_metrics_are_served() {
         metrics.body.lines().filter(|l| l.starts_with("relaykit_messages_accepted_total")).collect();
     assert_eq!(accepted, ["relaykit_messages_accepted_total 1"], "{}", metrics.body);
     assert!(metrics.body.contains("# TYPE relaykit_messages_accepted_total counter"));
+    let line = |name: &str| metrics.body.lines().find(|l| l.starts_with(name)).map(str::to_string);
+    assert_eq!(
+        line("relaykit_routing_latency_seconds_count").as_deref(),
+        Some("relaykit_routing_latency_seconds_count 1")
+    );
+    // health, ready, register: answered before this scrape, all 2xx.
+    let rest = line("relaykit_rest_requests_total{class=\"2xx\"}").expect("2xx requests counted");
+    let n: u64 = rest.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 3, "{rest}");
     relay.stop().await;
 }
 

@@ -60,6 +60,9 @@ impl Relay {
                 }
                 Admit::Commit { commit, fresh, accepted, key, done } => {
                     let result = commit.await.unwrap_or(Err(StoreError::Stopped));
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, "store commit failed: send answered `internal`");
+                    }
                     let ok = result.is_ok();
                     {
                         let mut world = self.lock();
@@ -217,11 +220,16 @@ impl Relay {
             }
             slot.record.attempts += 1;
             slot.in_flight = Some((session.conn_id, now));
+            let created = slot.created;
             let record = slot.record.clone();
             let ttl_remaining_ms = (slot.expires_at - now).as_millis().max(1) as u64;
             drop(self.store.submit(vec![Mutation::put(Table::Entries, entry_key(device_id, seq), &record)]));
             if record.attempts > 1 {
                 self.metrics.messages_redelivered_total.inc();
+            } else if matches!(record.body, EntryBody::Message { .. }) {
+                // Accept (or load) -> handed to the recipient's connection: queueing, commit
+                // and, for offline recipients, the whole offline period.
+                self.metrics.routing_latency_seconds.observe(now.duration_since(created).as_secs_f64());
             }
             self.metrics.messages_delivered_total.inc();
             session.push(encode(&delivery_frame(&record, ttl_remaining_ms)));
@@ -426,7 +434,7 @@ enum Admit {
 }
 
 fn pending(record: EntryRecord, expires_at: Instant) -> Slot {
-    Slot { record, committed: false, in_flight: None, not_before: None, expires_at }
+    Slot { record, committed: false, in_flight: None, not_before: None, expires_at, created: Instant::now() }
 }
 
 /// Recipients of a target: same user, active, device target may be the sender itself, role

@@ -21,6 +21,8 @@ pub struct Slot {
     pub not_before: Option<Instant>,
     /// Expiry on the monotonic clock.
     pub expires_at: Instant,
+    /// When this process accepted (or loaded) it: start of the routing latency.
+    pub created: Instant,
 }
 
 impl Slot {
@@ -185,6 +187,7 @@ mod tests {
             in_flight: None,
             not_before: None,
             expires_at: now + Duration::from_secs(60),
+            created: now,
         }
     }
 

@@ -225,6 +225,7 @@ impl Relay {
                     committed: true,
                     in_flight: None,
                     not_before: None,
+                    created: now,
                 });
             }
         }
