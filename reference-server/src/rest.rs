@@ -346,51 +346,10 @@ fn adapt(
             Err(_) => Some(Inbound::Closed),
         }
     });
-    Duplex { sink: Box::pin(sink), stream: Box::pin(stream) }
+    session::Duplex::new(sink, stream)
 }
 
 fn is_too_big(e: &axum::Error) -> bool {
     let text = e.to_string();
     text.contains("Message too long") || text.contains("Message too big") || text.contains("too long")
-}
-
-/// Joins a sink and a stream into one value.
-struct Duplex<S, R> {
-    sink: std::pin::Pin<Box<S>>,
-    stream: std::pin::Pin<Box<R>>,
-}
-
-impl<S, R: futures_util::Stream> futures_util::Stream for Duplex<S, R> {
-    type Item = R::Item;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<R::Item>> {
-        self.stream.as_mut().poll_next(cx)
-    }
-}
-
-impl<S: futures_util::Sink<Outgoing>, R> futures_util::Sink<Outgoing> for Duplex<S, R> {
-    type Error = S::Error;
-    fn poll_ready(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), S::Error>> {
-        self.sink.as_mut().poll_ready(cx)
-    }
-    fn start_send(mut self: std::pin::Pin<&mut Self>, item: Outgoing) -> Result<(), S::Error> {
-        self.sink.as_mut().start_send(item)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), S::Error>> {
-        self.sink.as_mut().poll_flush(cx)
-    }
-    fn poll_close(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), S::Error>> {
-        self.sink.as_mut().poll_close(cx)
-    }
 }

@@ -404,9 +404,140 @@ impl Bucket {
     }
 }
 
+/// Joins a sink and a stream into one transport value (the axum socket halves in production,
+/// channels in tests).
+pub struct Duplex<S, R> {
+    sink: std::pin::Pin<Box<S>>,
+    stream: std::pin::Pin<Box<R>>,
+}
+
+impl<S, R> Duplex<S, R> {
+    /// Pins both halves.
+    pub fn new(sink: S, stream: R) -> Self {
+        Duplex { sink: Box::pin(sink), stream: Box::pin(stream) }
+    }
+}
+
+impl<S, R> std::fmt::Debug for Duplex<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Duplex")
+    }
+}
+
+impl<S, R: futures_util::Stream> futures_util::Stream for Duplex<S, R> {
+    type Item = R::Item;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<R::Item>> {
+        self.stream.as_mut().poll_next(cx)
+    }
+}
+
+impl<S: futures_util::Sink<Outgoing>, R> futures_util::Sink<Outgoing> for Duplex<S, R> {
+    type Error = S::Error;
+    fn poll_ready(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.sink.as_mut().poll_ready(cx)
+    }
+    fn start_send(mut self: std::pin::Pin<&mut Self>, item: Outgoing) -> Result<(), S::Error> {
+        self.sink.as_mut().start_send(item)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.sink.as_mut().poll_flush(cx)
+    }
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.sink.as_mut().poll_close(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use relaykit_protocol::rest::PublicKey;
+    use tokio::sync::mpsc;
+
     use super::*;
+    use crate::Config;
+    use crate::state::RegistrationInput;
+
+    /// A session transport made of channels: what the test sends in, what the session sends out.
+    fn channel_transport()
+    -> (mpsc::Sender<Inbound>, mpsc::Receiver<Outgoing>, impl Stream<Item = Inbound> + Sink<Outgoing> + Unpin)
+    {
+        let (in_tx, in_rx) = mpsc::channel::<Inbound>(16);
+        let (out_tx, out_rx) = mpsc::channel::<Outgoing>(64);
+        let stream = futures_util::stream::unfold(in_rx, |mut rx| async { rx.recv().await.map(|m| (m, rx)) });
+        let sink = futures_util::sink::unfold(out_tx, |tx, item: Outgoing| async move {
+            tx.send(item).await.map(|()| tx).map_err(|_| "closed")
+        });
+        (in_tx, out_rx, Duplex::new(sink, stream))
+    }
+
+    fn relay(auth_timeout_ms: u64) -> Arc<Relay> {
+        let mut config = Config { ephemeral: true, ..Config::default() };
+        config.limits.auth_timeout_ms = auth_timeout_ms;
+        crate::build(&config).expect("relay")
+    }
+
+    async fn out(rx: &mut mpsc::Receiver<Outgoing>) -> Outgoing {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("in time").expect("open")
+    }
+
+    #[tokio::test]
+    async fn a_binary_first_frame_closes_with_1003_and_no_error_frame() {
+        let (tx, mut rx, io) = channel_transport();
+        let task = tokio::spawn(run(relay(10_000), io, None));
+        tx.send(Inbound::Binary).await.unwrap();
+        assert_eq!(out(&mut rx).await, Outgoing::Close(1003, "unsupported_data".into()));
+        assert_eq!(task.await.unwrap().code, Some(CloseCode::UnsupportedData));
+    }
+
+    #[tokio::test]
+    async fn silence_closes_with_4005_after_an_auth_timeout_error() {
+        let (_tx, mut rx, io) = channel_transport();
+        let task = tokio::spawn(run(relay(50), io, None));
+        let Outgoing::Text(text) = out(&mut rx).await else { panic!("error frame first") };
+        assert!(text.contains(r#""code":"auth_timeout""#) && text.contains(r#""fatal":true"#), "{text}");
+        assert_eq!(out(&mut rx).await, Outgoing::Close(4005, "auth_timeout".into()));
+        assert_eq!(task.await.unwrap().code, Some(CloseCode::AuthTimeout));
+    }
+
+    #[tokio::test]
+    async fn a_valid_hello_gets_welcome_and_a_ping_gets_its_pong() {
+        let relay = relay(10_000);
+        let registered = relay
+            .register(RegistrationInput {
+                device_name: "unit".into(),
+                device_type: relaykit_protocol::DeviceType::Desktop,
+                platform: "linux".into(),
+                capabilities: Default::default(),
+                public_key: PublicKey { alg: "x25519".into(), key: "A".repeat(43) },
+                pairing_code: None,
+            })
+            .await
+            .unwrap();
+        let (tx, mut rx, io) = channel_transport();
+        let task = tokio::spawn(run(relay, io, Some(PROTOCOL_V1.into())));
+        let hello = format!(
+            r#"{{"type":"hello","protocol":"relay.v1","token":"{}"}}"#,
+            registered.tokens.access_token
+        );
+        tx.send(Inbound::Text(hello)).await.unwrap();
+        let Outgoing::Text(welcome) = out(&mut rx).await else { panic!("welcome expected") };
+        assert!(welcome.starts_with(r#"{"type":"welcome""#), "{welcome}");
+        tx.send(Inbound::Text(r#"{"type":"ping","nonce":77}"#.into())).await.unwrap();
+        assert_eq!(out(&mut rx).await, Outgoing::Text(r#"{"type":"pong","nonce":77}"#.into()));
+        tx.send(Inbound::Closed).await.unwrap();
+        assert_eq!(task.await.unwrap().code, None);
+    }
 
     #[test]
     fn bucket_allows_the_burst_then_the_rate() {

@@ -406,6 +406,26 @@ impl Relay {
             }
             drop(self.store.submit(batch));
         }
+        // Expired credentials are forgotten (spent refresh tokens are kept until their own
+        // expiry for reuse detection, TOK-3; after it they are plain invalid).
+        let mut batch = Vec::new();
+        world.refresh.retain(|hash, r| {
+            let keep = r.expires_at_ms > wall;
+            if !keep {
+                batch.push(Mutation::delete(Table::RefreshTokens, hash.clone()));
+            }
+            keep
+        });
+        world.pairing.retain(|code, p| {
+            let keep = p.expires_at_ms > wall;
+            if !keep {
+                batch.push(Mutation::delete(Table::PairingCodes, code.clone()));
+            }
+            keep
+        });
+        if !batch.is_empty() {
+            drop(self.store.submit(batch));
+        }
         self.tick_live(&mut world, now);
     }
 }
