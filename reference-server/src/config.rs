@@ -69,6 +69,10 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// `retry_after_ms` sent with `server_restarting` before close 4000 (SES-16).
     pub retry_after_restart_ms: u64,
+    /// A deliberate protocol violation (conformance self-test only; never from files or env).
+    #[cfg(feature = "mutants")]
+    #[serde(skip)]
+    pub mutant: Option<crate::mutant::Mutant>,
 }
 
 /// Access- and refresh-token settings (PROTOCOL.md section 6).
@@ -115,6 +119,8 @@ impl Default for Config {
             log_json: false,
             shutdown_grace_ms: 5000,
             retry_after_restart_ms: 1000,
+            #[cfg(feature = "mutants")]
+            mutant: None,
         }
     }
 }

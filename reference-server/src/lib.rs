@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod config;
 pub mod metrics;
+pub mod mutant;
 pub mod rest;
 pub mod server;
 pub mod session;

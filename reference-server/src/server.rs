@@ -62,6 +62,10 @@ pub fn build(config: &Config) -> Result<Arc<Relay>, ServerError> {
         pairing_code_ttl_ms: config.pairing_code_ttl_s * 1000,
         refresh_ttl_ms: auth.refresh_ttl_s * 1000,
         test_tokens: config.test_tokens,
+        #[cfg(feature = "mutants")]
+        mutant: config.mutant,
+        #[cfg(not(feature = "mutants"))]
+        mutant: None,
     };
     Ok(Relay::open(store, issuer, config.limits.clone(), policy, metrics)?)
 }

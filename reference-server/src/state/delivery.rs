@@ -9,9 +9,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::time::{Duration, Instant};
 
-use super::inbox::Slot;
+use super::inbox::{Rules, Slot};
 use super::records::{EntryBody, EntryRecord, IdempotencyRecord};
 use super::{Idempotency, Relay, SessionCtx, World, now_ms};
+use crate::mutant::Mutant;
 use crate::store::{Mutation, StoreError, Table, entry_key, idempotency_key};
 
 /// Answer to a frame that expects one.
@@ -103,7 +104,8 @@ impl Relay {
         let priority = send.priority.unwrap_or(0);
         let hash = content_hash(kind, send, priority, ttl_ms, max_attempts);
         let key = idempotency_key(&ctx.device_id, &send.id);
-        if let Some(existing) = world.idempotency.get(&key) {
+        let dedupe = !self.mutated(Mutant::NoResendDedupe);
+        if let Some(existing) = world.idempotency.get(&key).filter(|_| dedupe) {
             if existing.record.content_hash != hash {
                 let msg = "this id was accepted with different content";
                 return Admit::Done(Err(error(ErrorCode::IdempotencyConflict, msg)));
@@ -117,7 +119,7 @@ impl Relay {
                 _ => Admit::Wait(existing.committed.clone()),
             };
         }
-        let recipients = match resolve(world, ctx, &send.to) {
+        let recipients = match resolve(world, ctx, &send.to, self.mutated(Mutant::CrossUserDelivery)) {
             Ok(r) => r,
             Err(e) => return Admit::Done(Err(e)),
         };
@@ -204,9 +206,13 @@ impl Relay {
             if device.inbox.in_flight_count(session.conn_id) as u64 >= self.limits.max_in_flight {
                 return;
             }
-            let Some(seq) = device.inbox.next_deliverable(now) else { return };
+            let rules = Rules {
+                priority: !self.mutated(Mutant::IgnorePriority),
+                expiry: !self.mutated(Mutant::DeliverAfterExpiry),
+            };
+            let Some(seq) = device.inbox.next_deliverable_with(now, rules) else { return };
             let slot = device.inbox.get_mut(seq).expect("deliverable seq exists");
-            if slot.record.attempts >= slot.record.max_attempts {
+            if slot.record.attempts >= slot.record.max_attempts && !self.mutated(Mutant::NoDeliveryCap) {
                 let slot = device.inbox.remove(seq).expect("present");
                 self.finish(
                     world,
@@ -222,7 +228,7 @@ impl Relay {
             slot.in_flight = Some((session.conn_id, now));
             let created = slot.created;
             let record = slot.record.clone();
-            let ttl_remaining_ms = (slot.expires_at - now).as_millis().max(1) as u64;
+            let ttl_remaining_ms = slot.expires_at.saturating_duration_since(now).as_millis().max(1) as u64;
             drop(self.store.submit(vec![Mutation::put(Table::Entries, entry_key(device_id, seq), &record)]));
             if record.attempts > 1 {
                 self.metrics.messages_redelivered_total.inc();
@@ -232,7 +238,9 @@ impl Relay {
                 self.metrics.routing_latency_seconds.observe(now.duration_since(created).as_secs_f64());
             }
             self.metrics.messages_delivered_total.inc();
-            session.push(encode(&delivery_frame(&record, ttl_remaining_ms)));
+            let mut frame = delivery_frame(&record, ttl_remaining_ms);
+            self.mutate_delivery(&mut frame, device_id);
+            session.push(encode(&frame));
             if let (1, EntryBody::Message { id, from, .. }) = (record.attempts, &record.body) {
                 let notice = Receipt {
                     id: id.clone(),
@@ -266,6 +274,7 @@ impl Relay {
             vec![Mutation::delete(Table::Entries, entry_key(&slot.record.device_id, slot.record.seq))];
         let mut fresh: Fresh = Vec::new();
         if let EntryBody::Message { id, from, .. } = &slot.record.body
+            && !self.mutated(Mutant::NoReceipts)
             && let Some(sender) = world.devices.get_mut(from)
             && sender.record.revoked_at_ms.is_none()
         {
@@ -338,6 +347,11 @@ impl Relay {
             return Err(e);
         }
         match action {
+            Settle::Ack if self.mutated(Mutant::RedeliverAcked) => {
+                // The ack is "lost": the entry stays and goes out again.
+                let slot = device.inbox.get_mut(seq).expect("present");
+                slot.in_flight = None;
+            }
             Settle::Ack => {
                 let slot = device.inbox.remove(seq).expect("present");
                 if let Some((_, since)) = slot.in_flight {
@@ -377,8 +391,11 @@ impl Relay {
             .collect();
         for id in ids {
             let device = world.devices.get_mut(&id).expect("listed");
-            let expired: Vec<_> =
-                device.inbox.expired(now).into_iter().filter_map(|seq| device.inbox.remove(seq)).collect();
+            let expired: Vec<_> = if self.mutated(Mutant::DeliverAfterExpiry) {
+                Vec::new()
+            } else {
+                device.inbox.expired(now).into_iter().filter_map(|seq| device.inbox.remove(seq)).collect()
+            };
             for slot in expired {
                 let definite = !slot.delivered();
                 self.metrics.messages_expired_total.inc();
@@ -430,6 +447,25 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// Mutants that falsify a delivery frame (conformance self-test only).
+    fn mutate_delivery(&self, frame: &mut ServerFrame, recipient: &str) {
+        if let Some((kind, d)) = frame.as_delivery() {
+            let mut d = d.clone();
+            if self.mutated(Mutant::WrongSender) {
+                d.from = recipient.to_string();
+            }
+            if self.mutated(Mutant::CorruptPayload)
+                && let Some(p) = &d.payload
+                && let Ok(value) = serde_json::from_str::<serde_json::Value>(p.get())
+            {
+                d.payload = relaykit_protocol::RawJson::from_value(&value).ok();
+            }
+            *frame = ServerFrame::delivery(kind, d);
+        }
+    }
+}
+
 /// What a client did with a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settle {
@@ -459,8 +495,14 @@ fn pending(record: EntryRecord, expires_at: Instant) -> Slot {
 
 /// Recipients of a target: same user, active, device target may be the sender itself, role
 /// target excludes the sender (PROTOCOL.md section 8).
-pub(crate) fn resolve(world: &World, ctx: &SessionCtx, to: &Target) -> Result<Vec<String>, ErrorFrame> {
+pub(crate) fn resolve(
+    world: &World,
+    ctx: &SessionCtx,
+    to: &Target,
+    cross_user: bool,
+) -> Result<Vec<String>, ErrorFrame> {
     match to {
+        Target::Device(d) if cross_user && world.devices.contains_key(d) => Ok(vec![d.clone()]),
         Target::Device(d) => match world.active_device(&ctx.user_id, d) {
             Some(_) => Ok(vec![d.clone()]),
             // Unknown, revoked and another user's device answer identically (ISO rules).

@@ -233,7 +233,7 @@ impl Relay {
             if record.expires_at_ms <= now {
                 return Err(fail(RestErrorCode::InvalidRefreshToken, "refresh token refused"));
             }
-            if record.spent {
+            if record.spent && !self.mutated(crate::mutant::Mutant::NoRefreshReuseDetection) {
                 // Reuse: someone holds a copy. Revoke the family and drop the device's sockets.
                 // A spent token is reported as reused until it expires, also when its family or
                 // device was revoked since (TOK-3).

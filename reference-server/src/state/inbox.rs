@@ -32,6 +32,20 @@ impl Slot {
     }
 }
 
+/// Which ordering rules [`Inbox::next_deliverable_with`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Higher priority first, redeliveries first (PROTOCOL.md 9.6).
+    pub priority: bool,
+    /// Never deliver after expiry.
+    pub expiry: bool,
+}
+
+impl Rules {
+    /// The protocol's rules.
+    pub const PROTOCOL: Rules = Rules { priority: true, expiry: true };
+}
+
 /// Entries by seq, and the counters capacity checks need.
 #[derive(Debug, Clone, Default)]
 pub struct Inbox {
@@ -109,11 +123,19 @@ impl Inbox {
     /// The entry to deliver next: committed, not in flight, not delayed, not expired; highest
     /// priority first, then entries delivered before, then ascending seq (PROTOCOL.md 9.6).
     pub fn next_deliverable(&self, now: Instant) -> Option<u64> {
+        self.next_deliverable_with(now, Rules::PROTOCOL)
+    }
+
+    /// [`Inbox::next_deliverable`] with rules switched off (mutants of the conformance self-test).
+    pub fn next_deliverable_with(&self, now: Instant, rules: Rules) -> Option<u64> {
         self.entries
             .values()
-            .filter(|s| s.committed && s.in_flight.is_none() && s.expires_at > now)
+            .filter(|s| s.committed && s.in_flight.is_none() && (!rules.expiry || s.expires_at > now))
             .filter(|s| s.not_before.is_none_or(|t| t <= now))
-            .min_by_key(|s| (std::cmp::Reverse(s.record.priority), !s.delivered(), s.record.seq))
+            .min_by_key(|s| {
+                let priority = if rules.priority { s.record.priority } else { 0 };
+                (std::cmp::Reverse(priority), rules.priority && !s.delivered(), s.record.seq)
+            })
             .map(|s| s.record.seq)
     }
 

@@ -38,7 +38,8 @@ impl Relay {
     /// A live publish: assigns the pseq, sends to attached recipients, retains for replay.
     pub fn publish(&self, ctx: &SessionCtx, kind: LiveKind, publish: Publish) -> Result<(), ErrorFrame> {
         let mut world = self.lock();
-        let recipients = resolve(&world, ctx, &publish.to).map_err(|mut e| {
+        let cross_user = self.mutated(crate::mutant::Mutant::CrossUserDelivery);
+        let recipients = resolve(&world, ctx, &publish.to, cross_user).map_err(|mut e| {
             e.ref_id = publish.id.clone();
             e
         })?;

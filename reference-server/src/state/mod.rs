@@ -33,6 +33,7 @@ pub use sessions::{AttachError, Attached, SessionCtx};
 
 use crate::auth::TokenIssuer;
 use crate::metrics::Metrics;
+use crate::mutant::Mutant;
 use crate::store::{Mutation, Store, StoreError, Table};
 use inbox::{Inbox, Slot};
 use records::*;
@@ -160,6 +161,8 @@ pub struct Policy {
     pub refresh_ttl_ms: u64,
     /// Whether `POST /v1/test/tokens` is on.
     pub test_tokens: bool,
+    /// A deliberate violation (always `None` outside the conformance self-test).
+    pub mutant: Option<Mutant>,
 }
 
 /// Wall clock, Unix ms.
@@ -258,6 +261,11 @@ impl Relay {
         let depth: usize = relay.lock().devices.values().map(|d| d.inbox.len()).sum();
         relay.metrics.inbox_depth.set(depth as i64);
         Ok(relay)
+    }
+
+    /// True when running as the given mutant (conformance self-test only).
+    pub(crate) fn mutated(&self, mutant: Mutant) -> bool {
+        self.policy.mutant == Some(mutant)
     }
 
     pub(crate) fn self_ref(&self) -> Weak<Relay> {

@@ -160,7 +160,20 @@ impl Relay {
     /// A connection ended. `deliberate`: after `device_disconnect` (not resumable).
     pub fn detach(&self, ctx: &SessionCtx, deliberate: bool) {
         let mut world = self.lock();
+        let drop_in_flight = self.mutated(crate::mutant::Mutant::DropInboxOnReconnect);
         let Some(device) = world.devices.get_mut(&ctx.device_id) else { return };
+        if drop_in_flight {
+            // Mutant: what was in flight is forgotten instead of redelivered.
+            let lost: Vec<u64> = device
+                .inbox
+                .slots()
+                .filter(|s| s.in_flight.is_some_and(|(c, _)| c == ctx.conn_id))
+                .map(|s| s.record.seq)
+                .collect();
+            for seq in lost {
+                device.inbox.remove(seq);
+            }
+        }
         device.inbox.release(ctx.conn_id);
         if device.session.as_ref().is_none_or(|s| s.conn_id != ctx.conn_id) {
             return; // taken over: the device stays online through the newer connection
