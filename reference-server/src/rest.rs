@@ -129,6 +129,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
 /// A JSON body, or 400 `invalid_request` naming the offending member (PROTOCOL.md 2.5: a
 /// missing member by its own path, not its parent's).
 fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DirectoryError> {
+    // serde would build a struct from a JSON array too; bodies are objects only (ERR-8).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let message = "the body must be a JSON object".to_string();
+        return Err(DirectoryError { code: RestErrorCode::InvalidRequest, message, field: None });
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string().replace('[', ".").replace(']', "");

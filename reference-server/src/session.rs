@@ -255,6 +255,8 @@ impl Session {
         {
             return self.reply(io, Err(decode_error(e))).await;
         }
+        // ERR-1: every error names the frame's `id` and, for ack/nack/reject, its integer `seq`.
+        let (ref_id, ref_seq) = refs(&text, &decoded);
         if let Err(wait) = token {
             self.bucket.reject(now);
             if self.bucket.abusive(limits.rate_limit_burst) {
@@ -262,12 +264,23 @@ impl Session {
             }
             let mut e = ErrorFrame::new(ErrorCode::RateLimited, "rate limit exceeded");
             e.retry_after_ms = Some(wait.as_millis().max(1) as u64);
-            e.ref_id = decoded.as_ref().err().and_then(|d| d.ref_id.clone());
+            e.ref_id = ref_id;
+            e.ref_seq = ref_seq;
             return self.reply(io, Err(e)).await;
         }
         let frame = match decoded {
             Ok(frame) => frame,
-            Err(e) => return self.reply(io, Err(decode_error(&e))).await,
+            Err(e) => {
+                // Section 13.3: a `hello` is refused as such (step 6) before its fields (step 7).
+                let mut error =
+                    if e.code() == ErrorCode::InvalidField && frame_type(&text).as_deref() == Some("hello") {
+                        ErrorFrame::new(ErrorCode::AlreadyAuthenticated, "already authenticated")
+                    } else {
+                        decode_error(&e)
+                    };
+                error.ref_seq = ref_seq;
+                return self.reply(io, Err(error)).await;
+            }
         };
         let relay = self.relay.clone();
         let reply = match frame {
@@ -342,6 +355,50 @@ enum Step {
     Continue,
     Close(CloseCode, String),
     Gone,
+}
+
+/// `ref_id` and `ref_seq` for an error about the frame `text` (ERR-1): its valid `id`, and the
+/// integer `seq` of an `ack`, `nack` or `reject`, read from the text when decoding failed.
+fn refs(text: &str, decoded: &Result<ClientFrame, DecodeError>) -> (Option<String>, Option<u64>) {
+    match decoded {
+        Ok(frame) => {
+            let id = match (frame.as_send(), frame.as_publish()) {
+                (Some((_, s)), _) => Some(s.id.clone()),
+                (_, Some((_, p))) => p.id.clone(),
+                (None, None) => None,
+            };
+            let seq = match frame {
+                ClientFrame::Ack(a) => Some(a.seq),
+                ClientFrame::Nack(n) => Some(n.seq),
+                ClientFrame::Reject(r) => Some(r.seq),
+                _ => None,
+            };
+            (id, seq)
+        }
+        Err(e) => {
+            let seq = match e.code() {
+                ErrorCode::MalformedJson | ErrorCode::NestingTooDeep | ErrorCode::PayloadTooLarge => None,
+                _ => peek(text).and_then(|v| {
+                    let acking = matches!(v.get("type")?.as_str()?, "ack" | "nack" | "reject");
+                    let seq = v.get("seq")?;
+                    // Only a plain integer (no fraction or exponent) within 2^53-1 (TRN-9).
+                    let plain = seq.as_u64().filter(|n| *n <= relaykit_protocol::MAX_SAFE_INTEGER);
+                    plain.filter(|_| acking && seq.to_string().bytes().all(|b| b.is_ascii_digit()))
+                }),
+            };
+            (e.ref_id.clone(), seq)
+        }
+    }
+}
+
+/// The frame as a JSON value, for the error path only (depth was checked before).
+fn peek(text: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(text).ok()
+}
+
+/// The `type` of a frame that failed decoding, if it is a string.
+fn frame_type(text: &str) -> Option<String> {
+    peek(text)?.get("type")?.as_str().map(str::to_string)
 }
 
 fn decode_error(e: &DecodeError) -> ErrorFrame {

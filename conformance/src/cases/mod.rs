@@ -3,12 +3,26 @@
 
 use crate::case::Case;
 
+mod auth;
+mod badinput;
 mod delivery;
+mod identity;
+mod live;
 mod session;
+mod targets;
 
 /// Every case, in report order.
 pub fn catalogue() -> Vec<Case> {
-    [session::CASES, delivery::CASES].concat()
+    [
+        session::CASES,
+        delivery::CASES,
+        live::CASES,
+        targets::CASES,
+        badinput::CASES,
+        identity::CASES,
+        auth::CASES,
+    ]
+    .concat()
 }
 
 #[cfg(test)]

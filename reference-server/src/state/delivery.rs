@@ -90,16 +90,18 @@ impl Relay {
     /// The locked part of a send: checks, idempotency, recipients, capacity, seqs, submit.
     fn admit(&self, world: &mut World, ctx: &SessionCtx, kind: DurableKind, send: &Send) -> Admit {
         let l = &self.limits;
-        let ttl_ms = send.ttl_ms.unwrap_or(l.ttl_default_ms);
-        if !(l.ttl_min_ms..=l.ttl_max_ms).contains(&ttl_ms) {
-            let msg = format!("ttl_ms must be in [{}, {}]", l.ttl_min_ms, l.ttl_max_ms);
-            return Admit::Done(Err(error(ErrorCode::TtlOutOfRange, msg)));
-        }
+        // Field validation (section 9.2 step 1, which includes the max_attempts_max bound) comes
+        // before the ttl range (step 3).
         let max_attempts = send.max_attempts.unwrap_or(l.max_attempts_default);
         if max_attempts > l.max_attempts_max {
             let mut e = error(ErrorCode::InvalidField, format!("max_attempts above {}", l.max_attempts_max));
             e.field = Some("max_attempts".into());
             return Admit::Done(Err(e));
+        }
+        let ttl_ms = send.ttl_ms.unwrap_or(l.ttl_default_ms);
+        if !(l.ttl_min_ms..=l.ttl_max_ms).contains(&ttl_ms) {
+            let msg = format!("ttl_ms must be in [{}, {}]", l.ttl_min_ms, l.ttl_max_ms);
+            return Admit::Done(Err(error(ErrorCode::TtlOutOfRange, msg)));
         }
         let priority = send.priority.unwrap_or(0);
         let hash = content_hash(kind, send, priority, ttl_ms, max_attempts);

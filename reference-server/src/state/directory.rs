@@ -183,16 +183,17 @@ impl Relay {
 
     /// Checks a bearer token for REST: valid, device active, family not revoked.
     pub fn authenticate(&self, token: &str) -> Result<AccessClaims, DirectoryError> {
-        let claims = self.issuer.verify(token, now_ms() / 1000).map_err(|e| {
-            let code = if e.is_expired() { RestErrorCode::TokenExpired } else { RestErrorCode::Unauthorized };
-            fail(code, "access token refused")
-        })?;
-        let world = self.lock();
-        let active = world.active_device(&claims.sub, &claims.did).is_some()
-            && world.families.get(&claims.fam).is_some_and(|f| !f.revoked);
-        if !active {
-            return Err(fail(RestErrorCode::Unauthorized, "access token refused"));
-        }
+        // The order of PROTOCOL.md 6.4.1: steps 1 to 6, the device record and revocations
+        // (7 to 9: all plain `unauthorized` on REST), then expiry (10), so that an expired token
+        // of a revoked device or with a wrong `dty` or `fam` is `unauthorized` (AUTH-3).
+        let now_s = now_ms() / 1000;
+        let refused = |code| fail(code, "access token refused");
+        let claims = self
+            .issuer
+            .verify_before_expiry(token, now_s)
+            .map_err(|_| refused(RestErrorCode::Unauthorized))?;
+        self.check_device(&claims).map_err(|_| refused(RestErrorCode::Unauthorized))?;
+        self.issuer.check_expiry(&claims, now_s).map_err(|_| refused(RestErrorCode::TokenExpired))?;
         Ok(claims)
     }
 

@@ -79,6 +79,7 @@ impl Relay {
         let conn_id = world.next_conn_id;
         let now = Instant::now();
         let expiry = Duration::from_millis(self.limits.session_expiry_ms);
+        let devices = world.user_devices.get(&claims.sub).map_or(0, Vec::len);
         let device = world.devices.get_mut(&claims.did).expect("checked above");
         let resumed = match (&hello.resume, &device.last_session) {
             (Some(r), Some((id, ended))) => *id == r.session_id && ended.is_none_or(|t| now < t + expiry),
@@ -88,7 +89,18 @@ impl Relay {
             (Some(r), true) => r.session_id.clone(),
             _ => crate::auth::random_id("ses"),
         };
-        let (tx, frames) = mpsc::channel(OUTBOUND_QUEUE);
+        // Room for everything this attach queues at once (welcome, presence snapshot, a full
+        // replay window per listed stream, a full in-flight window) on top of the slow-consumer
+        // allowance: a resume must not be mistaken for a slow consumer (LIVE-9, LIVE-7).
+        let streams = hello.resume.as_ref().map_or(0, |r| r.streams.len());
+        let window = usize::try_from(self.limits.replay_window_events).unwrap_or(usize::MAX);
+        let in_flight = usize::try_from(self.limits.max_in_flight).unwrap_or(usize::MAX);
+        let burst = streams
+            .saturating_mul(window.saturating_add(1))
+            .saturating_add(in_flight)
+            .saturating_add(devices);
+        let (tx, frames) =
+            mpsc::channel(OUTBOUND_QUEUE.saturating_add(burst).min(tokio::sync::Semaphore::MAX_PERMITS));
         let (close_tx, close) = watch::channel(None);
         let handle =
             SessionHandle { conn_id, session_id: session_id.clone(), frames: tx, close: Arc::new(close_tx) };
@@ -141,17 +153,21 @@ impl Relay {
         Ok(Attached { ctx, frames, close })
     }
 
-    /// The device and family checks of `hello` (PROTOCOL.md 6.4, before the expiry check).
+    /// Steps 7 to 9 of the validation table (PROTOCOL.md 6.4.1, before the expiry check):
+    /// the device record (user, type and family: invalid), then device and family revocation.
     pub fn check_device(&self, claims: &AccessClaims) -> Result<(), AttachError> {
         let world = self.lock();
         let device = world.devices.get(&claims.did).ok_or(AttachError::Unauthorized)?;
-        if device.record.user_id != claims.sub || device.record.device_type != claims.dty {
+        if device.record.user_id != claims.sub
+            || device.record.device_type != claims.dty
+            || device.record.family != claims.fam
+        {
             return Err(AttachError::Unauthorized);
         }
         if device.record.revoked_at_ms.is_some() {
             return Err(AttachError::DeviceRevoked);
         }
-        if world.families.get(&claims.fam).is_none_or(|f| f.revoked || f.device_id != claims.did) {
+        if world.families.get(&claims.fam).is_none_or(|f| f.revoked) {
             return Err(AttachError::SessionRevoked);
         }
         Ok(())
