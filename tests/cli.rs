@@ -41,3 +41,56 @@ fn schemas_lists_every_frame_schema() {
         assert!(out.lines().any(|l| l == name), "{name} missing from:\n{out}");
     }
 }
+
+/// `relaykit check` against `relaykit serve`, both as processes: exit 0, and the JSON and JUnit
+/// files it writes validate.
+#[test]
+fn check_against_serve_writes_valid_json_and_junit() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relaykit"))
+        .args(["serve", "--ephemeral", "--test-tokens", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start relaykit serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let _server = Kill(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("listening line");
+    let url = line.trim().strip_prefix("listening ").expect("listening line").to_string();
+    let dir = std::env::temp_dir().join(format!("relaykit-cli-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, junit) = (dir.join("report.json"), dir.join("report.xml"));
+    let (code, out) = relaykit(&[
+        "check",
+        "--target",
+        &url,
+        "--filter",
+        "delivery",
+        "--filter",
+        "ses-welcome",
+        "--json",
+        json.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(" 0 fail"), "{out}");
+    let (code, out) = relaykit(&["validate", "--schema", "tools/check-report", json.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let total = report["summary"]["total"].as_u64().unwrap();
+    assert!(total >= 20, "{total}");
+    assert_eq!(xml.matches("<testcase ").count() as u64, total);
+    let _ = std::fs::remove_dir_all(dir);
+}
