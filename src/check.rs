@@ -33,6 +33,11 @@ pub(crate) struct CheckArgs {
     /// Cases run at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Provision the device pairs of cases with this shell command instead of POST
+    /// /v1/devices: it gets RELAYKIT_DEVICE_TYPE (mobile|desktop) and RELAYKIT_USER_ID (empty
+    /// for a new user) and prints the POST /v1/devices answer as JSON.
+    #[arg(long)]
+    provision_cmd: Option<String>,
 }
 
 pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
@@ -52,7 +57,8 @@ pub(crate) fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(!cases.is_empty(), "no case matches the filters {:?}", args.filter);
     anyhow::ensure!(args.time_scale > 0.0, "--time-scale must be positive");
     let target = args.target.context("--target is required")?;
-    let config = CheckConfig::new(&target, args.time_scale, args.concurrency)?;
+    let mut config = CheckConfig::new(&target, args.time_scale, args.concurrency)?;
+    config.provision_cmd = args.provision_cmd;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let report = runtime.block_on(relaykit_conformance::run(&config, &cases))?;

@@ -88,6 +88,8 @@ pub struct Ctx {
     pub time_scale: f64,
     /// Transcript and schema violations of this case.
     pub evidence: Evidence,
+    /// External provisioning command (`--provision-cmd`); `None`: `POST /v1/devices`.
+    pub provision_cmd: Option<String>,
 }
 
 /// Base wait for something that should happen promptly.
@@ -158,10 +160,50 @@ impl Ctx {
 
     /// A desktop and a phone of one user (the desktop shows the pairing code).
     pub async fn pair(&self) -> Result<(Registered, Registered), Miss> {
+        if let Some(cmd) = &self.provision_cmd {
+            let desktop = self.provision(cmd, DeviceType::Desktop, None).await?;
+            let mobile = self.provision(cmd, DeviceType::Mobile, Some(&desktop.user_id)).await?;
+            return Ok((desktop, mobile));
+        }
         let desktop = self.register(DeviceType::Desktop, None).await?;
         let code = self.pairing_code(&desktop).await?;
         let mobile = self.register(DeviceType::Mobile, Some(&code)).await?;
         Ok((desktop, mobile))
+    }
+
+    /// Runs the provisioning command: `sh -c CMD` with `RELAYKIT_DEVICE_TYPE` (`mobile` or
+    /// `desktop`) and `RELAYKIT_USER_ID` (empty: a new user); it must print one JSON object valid
+    /// against `rest/register_device_response` (the `POST /v1/devices` answer) and exit 0.
+    pub async fn provision(
+        &self,
+        cmd: &str,
+        device_type: DeviceType,
+        user_id: Option<&str>,
+    ) -> Result<Registered, Miss> {
+        self.evidence.record(
+            "provision",
+            Dir::Sent,
+            format!("{cmd} ({} user={user_id:?})", device_type.as_str()),
+        );
+        let run = tokio::process::Command::new("sh")
+            .args(["-c", cmd])
+            .env("RELAYKIT_DEVICE_TYPE", device_type.as_str())
+            .env("RELAYKIT_USER_ID", user_id.unwrap_or(""))
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(self.prompt(), run)
+            .await
+            .map_err(|_| fail("the provisioning command to finish", "timeout"))?
+            .map_err(|e| fail("the provisioning command to start", e.to_string()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        self.evidence.record("provision", Dir::Received, format!("exit {:?} {stdout}", out.status.code()));
+        ensure(
+            out.status.success(),
+            "the provisioning command to exit 0",
+            (out.status.code(), String::from_utf8_lossy(&out.stderr)),
+        )?;
+        check_rest_schema("rest/register_device_response", stdout.trim())?;
+        serde_json::from_str(stdout.trim()).map_err(|e| fail("provisioned credentials", e.to_string()))
     }
 
     /// `POST /v1/pairing-codes` as `device`.

@@ -206,15 +206,32 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "requirements exercised: {} of {}; untested: {}",
+            "requirements exercised: {} of {}",
             self.coverage.exercised.len(),
-            self.coverage.total,
-            if self.coverage.untested.is_empty() {
-                "none".to_string()
-            } else {
-                self.coverage.untested.join(" ")
-            }
+            self.coverage.total
         );
+        let _ = writeln!(out, "  {:<6} {:>9}  untested", "prefix", "exercised");
+        let mut prefixes: Vec<&str> = Vec::new();
+        for r in requirements::ALL {
+            let prefix = r.id.split('-').next().unwrap_or(r.id);
+            if !prefixes.contains(&prefix) {
+                prefixes.push(prefix);
+            }
+        }
+        let in_prefix = |prefix: &str, id: &&String| id.split('-').next() == Some(prefix);
+        for prefix in prefixes {
+            let exercised = self.coverage.exercised.iter().filter(|id| in_prefix(prefix, id)).count();
+            let untested: Vec<&str> = self
+                .coverage
+                .untested
+                .iter()
+                .filter(|id| in_prefix(prefix, id))
+                .map(String::as_str)
+                .collect();
+            let total = exercised + untested.len();
+            let _ =
+                writeln!(out, "  {prefix:<6} {:>9}  {}", format!("{exercised}/{total}"), untested.join(" "));
+        }
         out
     }
 

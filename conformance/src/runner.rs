@@ -24,6 +24,8 @@ pub struct CheckConfig {
     pub time_scale: f64,
     /// Cases run at once.
     pub concurrency: usize,
+    /// External provisioning command for `Ctx::pair` (see [`crate::case::Ctx::provision`]).
+    pub provision_cmd: Option<String>,
 }
 
 /// Why a run could not start.
@@ -52,6 +54,7 @@ impl CheckConfig {
             addr,
             time_scale,
             concurrency: concurrency.max(1),
+            provision_cmd: None,
         })
     }
 }
@@ -82,6 +85,7 @@ pub async fn run(config: &CheckConfig, cases: &[Case]) -> Result<Report, CheckEr
                 info: info.clone(),
                 time_scale: config.time_scale,
                 evidence: Evidence::default(),
+                provision_cmd: config.provision_cmd.clone(),
             };
             async move { (i, run_case(case, ctx, limit).await) }
         })

@@ -160,3 +160,50 @@ async fn every_mutant_is_caught_by_a_named_must_case() {
     }
     assert!(escaped.is_empty(), "mutants not caught:\n{}", escaped.join("\n"));
 }
+
+/// `--provision-cmd`: the pair a case needs comes from the command, which gets the device type
+/// and, for the second device, the first one's user id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provision_cmd_supplies_the_device_pair() {
+    let server = Server::start(None).await;
+    let config = CheckConfig::new(&format!("http://{}", server.addr), 1.0, 1).expect("config");
+    let info = relaykit_conformance::runner::fetch_info(&config).await.expect("info");
+    let ctx = relaykit_conformance::case::Ctx {
+        addr: server.addr,
+        info,
+        time_scale: 1.0,
+        evidence: Default::default(),
+        provision_cmd: None,
+    };
+    let (desktop, mobile) = ctx.pair().await.expect("pair over REST");
+    let to_json = |r: &relaykit_protocol::rest::Registered| relaykit_protocol::encode(r);
+    // Logs each call, prints the desktop for a new user and the phone only when asked for the
+    // desktop's user.
+    let log = std::env::temp_dir().join(format!("relaykit-provision-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let cmd = format!(
+        "echo \"$RELAYKIT_DEVICE_TYPE\" >> '{}'; if [ \"$RELAYKIT_DEVICE_TYPE\" = desktop ] && [ -z \"$RELAYKIT_USER_ID\" ]; then printf '%s' '{}'; \
+         elif [ \"$RELAYKIT_DEVICE_TYPE\" = mobile ] && [ \"$RELAYKIT_USER_ID\" = '{}' ]; then printf '%s' '{}'; \
+         else exit 3; fi",
+        log.display(),
+        to_json(&desktop),
+        desktop.user_id,
+        to_json(&mobile)
+    );
+    let mut config = config;
+    config.provision_cmd = Some(cmd);
+    let cases = select(&catalogue(), &["dlv-online-byte-exact".to_string()]);
+    let report = relaykit_conformance::run(&config, &cases).await.expect("run");
+    server.stop().await;
+    assert_eq!(report.cases[0].status, Status::Pass, "{}", report.to_table());
+    assert_eq!(std::fs::read_to_string(&log).unwrap_or_default(), "desktop\nmobile\n", "command calls");
+    let _ = std::fs::remove_file(&log);
+    // A command that fails makes the case fail, with the exit code as evidence.
+    let server = Server::start(None).await;
+    let mut config = CheckConfig::new(&format!("http://{}", server.addr), 1.0, 1).expect("config");
+    config.provision_cmd = Some("echo nope >&2; exit 7".into());
+    let report = relaykit_conformance::run(&config, &cases).await.expect("run");
+    server.stop().await;
+    assert_eq!(report.cases[0].status, Status::Fail);
+    assert!(report.cases[0].got.as_deref().unwrap_or("").contains('7'), "{:?}", report.cases[0].got);
+}

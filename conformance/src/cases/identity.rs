@@ -650,6 +650,9 @@ pub(super) const CASES: &[Case] = &[
                 "desktop online after its welcome",
                 &list,
             )?;
+            // The phone's snapshot already said "desktop offline": consume the change to online
+            // first, so the offline awaited below is the one caused by the close.
+            wait_status(&mut phone, &desktop.device_id, Presence::Online, ctx.prompt()).await?;
             drop(home);
             wait_status(&mut phone, &desktop.device_id, Presence::Offline, ctx.prompt()).await?;
             let list = directory(&ctx, &mobile.tokens.access_token).await?;
