@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! - [`http`] and [`conn`]: the REST client and the WebSocket connection; every relay frame is
+//! - [`http`] (from `relaykit-client`) and [`conn`]: the REST client and the WebSocket connection; every relay frame is
 //!   checked against the JSON Schemas and recorded in the case's transcript.
 //! - [`case`]: what a case is ([`case::Case`]), what it can do ([`case::Ctx`], [`case::Session`]).
 //! - [`cases`]: the catalogue, one module per group.
@@ -13,7 +13,7 @@
 pub mod case;
 pub mod cases;
 pub mod conn;
-pub mod http;
+pub use relaykit_client::http;
 pub mod report;
 pub mod runner;
 
