@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod check;
 mod inspect;
+mod load;
 mod serve;
 
 /// Reference relay, conformance suite and load generator for the relay.v1 protocol.
@@ -23,6 +24,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run the conformance suite against a relay.
     Check(check::CheckArgs),
+    /// Simulate phones and desktops against a relay and check the latency budgets.
+    Load(load::LoadArgs),
     /// Validate JSON messages against the relay.v1 JSON Schemas.
     Validate(inspect::ValidateArgs),
     /// List the embedded JSON Schemas, or print one.
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args),
         Command::Check(args) => check::check(args),
+        Command::Load(args) => load::load(args),
         Command::Validate(args) => inspect::validate(args),
         Command::Schemas(args) => inspect::schemas(args),
         Command::Requirements(args) => inspect::requirements(args),

@@ -94,3 +94,30 @@ fn check_against_serve_writes_valid_json_and_junit() {
     assert_eq!(xml.matches("<testcase ").count() as u64, total);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `relaykit load scenarios/smoke.toml` with the embedded relay: exit 0 (every SLO held, nothing
+/// lost) and a JSON report that validates.
+#[test]
+fn load_smoke_scenario_passes_with_the_embedded_relay() {
+    let json = std::env::temp_dir().join(format!("relaykit-cli-load-{}.json", std::process::id()));
+    let (code, out) = relaykit(&["load", "scenarios/smoke.toml", "--report-json", json.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("verdict: Pass"), "{out}");
+    let (code, out) = relaykit(&["validate", "--schema", "tools/load-report", json.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["stats"]["ledger"]["lost"], 0);
+    assert_eq!(report["stats"]["ledger"]["sent"], report["stats"]["ledger"]["delivered"]);
+    let _ = std::fs::remove_file(json);
+}
+
+/// A scenario mistake names the file, line and key, and exits 2.
+#[test]
+fn load_reports_scenario_mistakes_with_their_location() {
+    let path = std::env::temp_dir().join(format!("relaykit-cli-bad-{}.toml", std::process::id()));
+    std::fs::write(&path, "name = \"x\"\n[population]\nusers = 1\nwho = 2\n").unwrap();
+    let (code, out) = relaykit(&["load", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains(&format!("{}:4:", path.display())) && out.contains("who"), "{out}");
+    let _ = std::fs::remove_file(path);
+}

@@ -47,7 +47,10 @@ fn member_dependencies(manifest: &str) -> Vec<String> {
 fn crates_depend_only_in_the_allowed_directions() {
     assert!(member_dependencies("protocol/Cargo.toml").is_empty(), "protocol must depend on no member");
     let client = member_dependencies("client/Cargo.toml");
-    assert!(client.iter().all(|d| d == "relaykit-protocol"), "client may depend on protocol only: {client:?}");
+    assert!(
+        client.iter().all(|d| d == "relaykit-protocol"),
+        "client may depend on protocol only: {client:?}"
+    );
     for (manifest, forbidden) in [
         ("conformance/Cargo.toml", ["relaykit-server", "relaykit-loadgen"]),
         ("loadgen/Cargo.toml", ["relaykit-server", "relaykit-conformance"]),

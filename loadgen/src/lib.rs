@@ -1,4 +1,21 @@
-//! The load generator (`relaykit load`). Not implemented yet: tracked by issue #5. Talks to a server only over the protocol; the server is at most a dev-dependency.
+//! `relaykit load`: simulates phones and desktops against any relay.v1 server and checks the
+//! seed's budgets (command routing, real-time updates, connection) and at-least-once delivery.
 //!
-//! The crate exists so the workspace layout and its dependency rules (see the workspace
-//! `README.md`) are in place; it exports nothing yet.
+//! # Layout
+//!
+//! The data path (after hatoo/oha): [`device`] tasks (one per simulated device) report raw
+//! timestamps over a channel -> one [`record::Aggregator`] (HdrHistograms, the delivery ledger,
+//! the per-second series) -> [`report`] (SLO verdict, JSON, terminal table).
+//!
+//! - [`scenario`]: scenario files (`scenarios/*.toml`).
+//! - [`run`]: provisioning, connecting, driving the phases, draining.
+
+pub mod device;
+pub mod record;
+pub mod report;
+pub mod run;
+pub mod scenario;
+
+pub use report::Report;
+pub use run::{LoadError, run};
+pub use scenario::Scenario;

@@ -114,6 +114,11 @@ pub async fn run(
     };
     tokio::spawn(drain);
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // Small frames must leave at once: with Nagle's algorithm a delivery can wait ~40 ms for the
+    // peer's delayed ACK, which alone would eat a fifth of the 200 ms update budget.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stop_rx.await;

@@ -7,7 +7,9 @@ use relaykit_protocol::{
     ClientFrame, DeviceType, E2eEnvelope, LiveKind, RawJson, ServerFrame, Target, encode,
 };
 
-use super::delivery::{barrier, desktops, hello, invalid_text, quiet, refused, refused_text, short};
+use super::common::{
+    barrier, desktops, e2e_capable, hello, invalid_text, quiet, refused, refused_text, short,
+};
 use crate::case;
 use crate::case::{Case, CaseResult, Ctx, Miss, Session, ensure, fail};
 
@@ -109,14 +111,6 @@ async fn publish_all(s: &mut Session, ctx: &Ctx, stream: &str, to: &Target, coun
         tokens -= (chunk + 1) as f64;
     }
     Err(fail(format!("{count} publishes within the rate limit"), "too many rounds"))
-}
-
-fn e2e_capable(ctx: &Ctx) -> CaseResult {
-    if ctx.info.capabilities.iter().any(|c| c == "e2e") {
-        Ok(())
-    } else {
-        Err(Miss::Skip("the relay does not list the e2e capability".into()))
-    }
 }
 
 pub(super) const CASES: &[Case] = &[

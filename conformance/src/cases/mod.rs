@@ -1,26 +1,41 @@
-//! The catalogue: one module per group. Every case registers its own users and devices, so
-//! cases run concurrently without seeing each other.
+//! The catalogue: case modules by responsibility (a large group spans consecutive modules), and
+//! `common`/`tokens` for the helpers several of them share. Every case registers its own users
+//! and devices, so cases run concurrently without seeing each other.
 
 use crate::case::Case;
 
 mod auth;
 mod badinput;
+mod badmembers;
+mod common;
+mod content;
 mod delivery;
-mod identity;
+mod directory;
 mod live;
+mod minted;
+mod refresh;
+mod registration;
 mod session;
+mod settlement;
 mod targets;
+mod tokens;
 
 /// Every case, in report order.
 pub fn catalogue() -> Vec<Case> {
     [
         session::CASES,
         delivery::CASES,
+        settlement::CASES,
+        content::CASES,
         live::CASES,
         targets::CASES,
         badinput::CASES,
-        identity::CASES,
+        badmembers::CASES,
+        registration::CASES,
+        directory::CASES,
         auth::CASES,
+        minted::CASES,
+        refresh::CASES,
     ]
     .concat()
 }

@@ -7,7 +7,7 @@ use relaykit_protocol::client::{DeviceDisconnect, Heartbeat, Hello, Resume};
 use relaykit_protocol::server::Presence;
 use relaykit_protocol::{ClientFrame, PROTOCOL_V1, ServerFrame};
 
-use super::delivery::{at_most, delivery, hello, ms, sent, task};
+use super::common::{at_most, delivery, hello, ms, sent, task};
 use crate::case;
 use crate::case::{Case, CaseResult, Miss, Session, ensure, fail};
 use crate::conn::Event;

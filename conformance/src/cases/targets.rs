@@ -6,7 +6,7 @@ use relaykit_protocol::client::Publish;
 use relaykit_protocol::rest::Registered;
 use relaykit_protocol::{ClientFrame, DeviceType, RawJson, ServerFrame, Target};
 
-use super::delivery::{delivery, desktops, invalid_text, quiet, refused, send, sent, short};
+use super::common::{delivery, desktops, invalid_text, quiet, refused, send, sent, short};
 use crate::case;
 use crate::case::{Case, Ctx, Miss, ensure, fail};
 

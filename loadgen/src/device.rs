@@ -1,0 +1,279 @@
+//! Simulated devices. A phone sends `new_task` commands on an open-model schedule (sends are due
+//! at fixed times whether or not earlier ones were answered); a desktop answers each command with
+//! `tool_start`, `tool_progress` updates and a durable `tool_complete`. Both only report raw
+//! timestamps to the aggregator.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::{SinkExt, StreamExt};
+use relaykit_protocol::client::{Ack, Heartbeat, Hello, Publish, Send};
+use relaykit_protocol::rest::Registered;
+use relaykit_protocol::{
+    ClientFrame, DecodeLimits, DeviceType, DurableKind, LiveKind, PROTOCOL_V1, RawJson, ServerFrame, Target,
+    decode_server, encode,
+};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Duration, Instant};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::record::{Event, Micros};
+use crate::scenario::Scenario;
+
+/// What every device task shares.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Time zero of the run: every timestamp is microseconds since it.
+    pub start: Instant,
+    /// Seconds from time zero to the first scheduled send (connections open meanwhile).
+    pub lead_s: f64,
+    /// To the aggregator.
+    pub events: mpsc::UnboundedSender<Event>,
+    /// The scenario.
+    pub scenario: Arc<Scenario>,
+    /// Becomes true when the drain is over: devices close.
+    pub stop: watch::Receiver<bool>,
+    /// Target.
+    pub addr: SocketAddr,
+}
+
+impl Shared {
+    fn now(&self) -> Micros {
+        self.start.elapsed().as_micros() as Micros
+    }
+
+    fn report(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// Connects and authenticates; reports the connect time.
+async fn connect(shared: &Shared, token: &str) -> Option<Ws> {
+    let started = shared.now();
+    let stream = TcpStream::connect(shared.addr).await.ok()?;
+    // Commands are small: send them now, not after the peer's delayed ACK (Nagle).
+    stream.set_nodelay(true).ok()?;
+    let mut request = format!("ws://{}/v1/ws", shared.addr).into_client_request().ok()?;
+    request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(PROTOCOL_V1));
+    let mut config = WebSocketConfig::default();
+    // Thousands of connections per process: small buffers (the 128 KiB defaults cost ~260 KiB
+    // per connection).
+    config.read_buffer_size = 4096;
+    config.write_buffer_size = 4096;
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await.ok()?;
+    let hello = Hello { protocol: PROTOCOL_V1.into(), token: token.into(), resume: None, client: None };
+    ws.send(Message::text(encode(&ClientFrame::Hello(hello)))).await.ok()?;
+    loop {
+        match next_frame(&mut ws).await? {
+            ServerFrame::Welcome(_) => {
+                shared.report(Event::Connected { started, at: shared.now() });
+                return Some(ws);
+            }
+            ServerFrame::Error(e) => {
+                shared.report(Event::Error { code: e.code.to_string() });
+                return None;
+            }
+            _ => continue,
+        }
+    }
+}
+
+async fn next_frame(ws: &mut Ws) -> Option<ServerFrame> {
+    loop {
+        match ws.next().await? {
+            Ok(Message::Text(t)) => return decode_server(&t, &DecodeLimits::UNBOUNDED).ok(),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// The `lg` object a load-generator payload carries: command id and the sender's intended time.
+fn stamp(cid: u64, t: Micros, pad: usize) -> RawJson {
+    let text = if pad == 0 {
+        format!(r#"{{"lg":{{"c":{cid},"t":{t}}}}}"#)
+    } else {
+        format!(r#"{{"lg":{{"c":{cid},"t":{t}}},"pad":"{}"}}"#, "x".repeat(pad))
+    };
+    RawJson::from_text(text).expect("stamps are JSON")
+}
+
+/// Reads `(cid, t)` back from a payload.
+fn read_stamp(payload: Option<&RawJson>) -> Option<(u64, Micros)> {
+    let value: serde_json::Value = serde_json::from_str(payload?.get()).ok()?;
+    Some((value["lg"]["c"].as_u64()?, value["lg"]["t"].as_u64()?))
+}
+
+/// Answers relay pings and acks receipts; other frames are the caller's.
+async fn housekeeping(ws: &mut Ws, shared: &Shared, frame: &ServerFrame) -> bool {
+    match frame {
+        ServerFrame::Ping(p) => {
+            let pong = ClientFrame::Pong(Heartbeat { nonce: p.nonce });
+            let _ = ws.send(Message::text(encode(&pong))).await;
+            true
+        }
+        ServerFrame::Receipt(r) => {
+            if let Some(seq) = r.seq {
+                let _ = ws.send(Message::text(encode(&ClientFrame::Ack(Ack { seq })))).await;
+            }
+            true
+        }
+        ServerFrame::Error(e) => {
+            shared.report(Event::Error { code: e.code.to_string() });
+            true
+        }
+        ServerFrame::DeviceStatus(_) | ServerFrame::Pong(_) => true,
+        _ => false,
+    }
+}
+
+/// A phone: sends commands on schedule until the load ends, receives until stopped.
+pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64) {
+    let Some(mut ws) = connect(&shared, &creds.tokens.access_token).await else {
+        shared.report(Event::Error { code: "connect".into() });
+        return;
+    };
+    let scenario = shared.scenario.clone();
+    let pad = scenario.workload.payload_bytes;
+    let mut stop = shared.stop.clone();
+    // The k-th send is due when the rate integral reaches k + offset (open model).
+    let mut seq: u64 = 0;
+    let mut next = scenario.time_of_send(offset_s);
+    // Last pseq seen per stream, for order checks.
+    let mut last_pseq: HashMap<String, u64> = HashMap::new();
+    loop {
+        let t = next.unwrap_or(0.0);
+        let due = shared.start + Duration::from_secs_f64(shared.lead_s + t);
+        tokio::select! {
+            () = tokio::time::sleep_until(due), if next.is_some() => {
+                let cid = (index << 32) | seq;
+                seq += 1;
+                next = scenario.time_of_send(seq as f64 + offset_s);
+                let intended = ((shared.lead_s + t) * 1_000_000.0) as Micros;
+                let send = Send {
+                    id: format!("c{cid}"),
+                    to: Target::Role(DeviceType::Desktop),
+                    priority: None,
+                    ttl_ms: None,
+                    max_attempts: None,
+                    payload: Some(stamp(cid, intended, pad)),
+                    e2e: None,
+                };
+                let text = encode(&ClientFrame::send(DurableKind::NewTask, send));
+                if ws.send(Message::text(text)).await.is_err() {
+                    shared.report(Event::Error { code: "transport".into() });
+                    return;
+                }
+                shared.report(Event::Sent { cid, intended, actual: shared.now() });
+            }
+            frame = next_frame(&mut ws) => {
+                let Some(frame) = frame else {
+                    if !*stop.borrow() {
+                        shared.report(Event::Error { code: "transport".into() });
+                    }
+                    return;
+                };
+                if housekeeping(&mut ws, &shared, &frame).await {
+                    continue;
+                }
+                let at = shared.now();
+                match &frame {
+                    ServerFrame::Accepted(a) => {
+                        if let Some(cid) = a.id.strip_prefix('c').and_then(|c| c.parse().ok()) {
+                            shared.report(Event::Accepted { cid, at });
+                        }
+                    }
+                    f if f.as_event().is_some() => {
+                        let (_, e) = f.as_event().expect("checked");
+                        if let Some((cid, sent)) = read_stamp(e.payload.as_ref()) {
+                            let last = last_pseq.entry(e.stream.clone()).or_insert(0);
+                            let out_of_order = e.pseq <= *last;
+                            *last = e.pseq.max(*last);
+                            shared.report(Event::Update { cid, sent, at, out_of_order });
+                        }
+                    }
+                    f if f.as_delivery().is_some() => {
+                        let (_, d) = f.as_delivery().expect("checked");
+                        if let Some((cid, _)) = read_stamp(d.payload.as_ref()) {
+                            last_pseq.remove(&format!("s{cid}"));
+                            shared.report(Event::Completed { cid, at });
+                        }
+                        let _ = ws.send(Message::text(encode(&ClientFrame::Ack(Ack { seq: d.seq })))).await;
+                    }
+                    _ => {}
+                }
+            }
+            _ = stop.changed() => {
+                let _ = ws.close(None).await;
+                return;
+            }
+        }
+    }
+}
+
+/// A desktop: answers every command with a progress stream and a durable result.
+pub async fn desktop(shared: Shared, creds: Registered) {
+    let Some(mut ws) = connect(&shared, &creds.tokens.access_token).await else {
+        shared.report(Event::Error { code: "connect".into() });
+        return;
+    };
+    let updates = shared.scenario.workload.progress_updates;
+    let mut stop = shared.stop.clone();
+    loop {
+        tokio::select! {
+            frame = next_frame(&mut ws) => {
+                let Some(frame) = frame else {
+                    if !*stop.borrow() {
+                        shared.report(Event::Error { code: "transport".into() });
+                    }
+                    return;
+                };
+                if housekeeping(&mut ws, &shared, &frame).await {
+                    continue;
+                }
+                let Some((DurableKind::NewTask, d)) = frame.as_delivery() else { continue };
+                let at = shared.now();
+                let _ = ws.send(Message::text(encode(&ClientFrame::Ack(Ack { seq: d.seq })))).await;
+                let Some((cid, intended)) = read_stamp(d.payload.as_ref()) else { continue };
+                shared.report(Event::Delivered { cid, intended, at });
+                let to = Target::Device(d.from.clone());
+                let stream = format!("s{cid}");
+                let kinds = std::iter::once(LiveKind::ToolStart)
+                    .chain(std::iter::repeat_n(LiveKind::ToolProgress, updates as usize));
+                for kind in kinds {
+                    let publish = Publish {
+                        id: None,
+                        stream: stream.clone(),
+                        to: to.clone(),
+                        payload: Some(stamp(cid, shared.now(), 0)),
+                        e2e: None,
+                    };
+                    let _ = ws.feed(Message::text(encode(&ClientFrame::publish(kind, publish)))).await;
+                }
+                let done = Send {
+                    id: format!("d{cid}"),
+                    to,
+                    priority: None,
+                    ttl_ms: None,
+                    max_attempts: None,
+                    payload: Some(stamp(cid, shared.now(), 0)),
+                    e2e: None,
+                };
+                let _ = ws.send(Message::text(encode(&ClientFrame::send(DurableKind::ToolComplete, done)))).await;
+            }
+            _ = stop.changed() => {
+                let _ = ws.close(None).await;
+                return;
+            }
+        }
+    }
+}

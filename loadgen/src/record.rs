@@ -1,0 +1,353 @@
+//! What simulated devices report, and the one aggregator that turns it into statistics: every
+//! device sends raw timestamps over a channel; histograms, the delivery ledger and the time
+//! series are computed only here (constant memory per metric: HdrHistogram, microseconds).
+
+use std::collections::HashMap;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Microseconds since the start of the run (one clock for every device of the process).
+pub type Micros = u64;
+
+/// One observation, with raw times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A device finished `hello` -> `welcome`.
+    Connected {
+        /// Connect started.
+        started: Micros,
+        /// `welcome` received.
+        at: Micros,
+    },
+    /// A phone sent command `cid`.
+    Sent {
+        /// Command id.
+        cid: u64,
+        /// When the schedule said to send (latencies are measured from here).
+        intended: Micros,
+        /// When it was written.
+        actual: Micros,
+    },
+    /// The relay accepted command `cid`.
+    Accepted {
+        /// Command id.
+        cid: u64,
+        /// Arrival of `accepted`.
+        at: Micros,
+    },
+    /// A desktop received command `cid` (maybe again).
+    Delivered {
+        /// Command id.
+        cid: u64,
+        /// Intended send time carried in the payload.
+        intended: Micros,
+        /// Arrival.
+        at: Micros,
+    },
+    /// A phone received a live update for `cid`.
+    Update {
+        /// Command id.
+        cid: u64,
+        /// When the desktop sent it.
+        sent: Micros,
+        /// Arrival.
+        at: Micros,
+        /// Whether its pseq went backwards in its stream.
+        out_of_order: bool,
+    },
+    /// A phone received the final `tool_complete` of `cid`.
+    Completed {
+        /// Command id.
+        cid: u64,
+        /// Arrival.
+        at: Micros,
+    },
+    /// An `error` frame (code) or a transport failure ("transport").
+    Error {
+        /// Error code or kind.
+        code: String,
+    },
+}
+
+/// Latency summary of one metric, milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 us .. 1 h at 3 significant digits: about 30 KiB, whatever the sample count.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+fn summarize(h: &Histogram<u64>) -> Latency {
+    let ms = |v: u64| v as f64 / 1000.0;
+    Latency {
+        count: h.len(),
+        p50_ms: ms(h.value_at_quantile(0.50)),
+        p90_ms: ms(h.value_at_quantile(0.90)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        p999_ms: ms(h.value_at_quantile(0.999)),
+        max_ms: ms(h.max()),
+        mean_ms: h.mean() / 1000.0,
+    }
+}
+
+/// Per-command state of the ledger.
+#[derive(Debug, Clone, Copy, Default)]
+struct Command {
+    accepted: bool,
+    deliveries: u32,
+    completed: bool,
+}
+
+/// Exact fate of every command.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Ledger {
+    /// Commands sent by phones.
+    pub sent: u64,
+    /// Answered `accepted`.
+    pub accepted: u64,
+    /// Delivered to their desktop at least once.
+    pub delivered: u64,
+    /// Accepted but never delivered by the end of the drain: at-least-once broken.
+    pub lost: u64,
+    /// Extra deliveries of already delivered commands (allowed by at-least-once, counted).
+    pub duplicated: u64,
+    /// Sent but neither accepted nor delivered (refused or unanswered).
+    pub unacknowledged: u64,
+    /// Commands whose final `tool_complete` reached the phone.
+    pub completed: u64,
+    /// Live updates received.
+    pub updates: u64,
+    /// Live updates whose pseq went backwards within their stream.
+    pub out_of_order: u64,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Second {
+    /// Seconds since the start.
+    pub t_s: u64,
+    /// Commands sent in that second.
+    pub sent: u64,
+    /// Commands delivered in that second.
+    pub delivered: u64,
+    /// p99 command routing latency of that second's deliveries, ms.
+    pub routing_p99_ms: f64,
+}
+
+/// Everything the aggregator learned.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    /// Phone intended send -> desktop receive.
+    pub command_routing: Latency,
+    /// Desktop send -> phone receive of live updates.
+    pub update: Latency,
+    /// Phone intended send -> `accepted`.
+    pub accept: Latency,
+    /// Phone intended send -> `tool_complete` at the phone.
+    pub end_to_end: Latency,
+    /// Connect -> `welcome`.
+    pub connect: Latency,
+    /// Generator lateness: actual minus intended send time.
+    pub send_lag: Latency,
+    /// The ledger.
+    pub ledger: Ledger,
+    /// Errors by code.
+    pub errors: std::collections::BTreeMap<String, u64>,
+    /// Per-second series.
+    pub timeseries: Vec<Second>,
+}
+
+/// The one consumer of [`Event`]s.
+#[derive(Debug)]
+pub struct Aggregator {
+    routing: Histogram<u64>,
+    update: Histogram<u64>,
+    accept: Histogram<u64>,
+    end_to_end: Histogram<u64>,
+    connect: Histogram<u64>,
+    send_lag: Histogram<u64>,
+    // Intended send time per command, for accept and end-to-end latency.
+    intended: HashMap<u64, Micros>,
+    commands: HashMap<u64, Command>,
+    ledger: Ledger,
+    errors: std::collections::BTreeMap<String, u64>,
+    seconds: Vec<(u64, u64, Histogram<u64>)>,
+}
+
+impl Default for Aggregator {
+    fn default() -> Self {
+        Aggregator {
+            routing: histogram(),
+            update: histogram(),
+            accept: histogram(),
+            end_to_end: histogram(),
+            connect: histogram(),
+            send_lag: histogram(),
+            intended: HashMap::new(),
+            commands: HashMap::new(),
+            ledger: Ledger::default(),
+            errors: Default::default(),
+            seconds: Vec::new(),
+        }
+    }
+}
+
+impl Aggregator {
+    fn second(&mut self, at: Micros) -> &mut (u64, u64, Histogram<u64>) {
+        let s = (at / 1_000_000) as usize;
+        while self.seconds.len() <= s {
+            self.seconds.push((0, 0, histogram()));
+        }
+        &mut self.seconds[s]
+    }
+
+    /// Folds one event in.
+    pub fn record(&mut self, event: Event) {
+        let lat = |h: &mut Histogram<u64>, from: Micros, to: Micros| {
+            let _ = h.record(to.saturating_sub(from).max(1));
+        };
+        match event {
+            Event::Connected { started, at } => lat(&mut self.connect, started, at),
+            Event::Sent { cid, intended, actual } => {
+                lat(&mut self.send_lag, intended, actual);
+                self.intended.insert(cid, intended);
+                self.commands.entry(cid).or_default();
+                self.ledger.sent += 1;
+                self.second(actual).0 += 1;
+            }
+            Event::Accepted { cid, at } => {
+                if let Some(&i) = self.intended.get(&cid) {
+                    lat(&mut self.accept, i, at);
+                }
+                self.commands.entry(cid).or_default().accepted = true;
+            }
+            Event::Delivered { cid, intended, at } => {
+                let c = self.commands.entry(cid).or_default();
+                c.deliveries += 1;
+                if c.deliveries == 1 {
+                    lat(&mut self.routing, intended, at);
+                    let sec = self.second(at);
+                    sec.1 += 1;
+                    let _ = sec.2.record(at.saturating_sub(intended).max(1));
+                }
+            }
+            Event::Update { sent, at, out_of_order, .. } => {
+                lat(&mut self.update, sent, at);
+                self.ledger.updates += 1;
+                self.ledger.out_of_order += u64::from(out_of_order);
+            }
+            Event::Completed { cid, at } => {
+                if let Some(&i) = self.intended.get(&cid) {
+                    lat(&mut self.end_to_end, i, at);
+                }
+                let c = self.commands.entry(cid).or_default();
+                if !c.completed {
+                    c.completed = true;
+                    self.ledger.completed += 1;
+                }
+            }
+            Event::Error { code } => *self.errors.entry(code).or_default() += 1,
+        }
+    }
+
+    /// Closes the ledger and summarizes.
+    pub fn finish(mut self) -> Stats {
+        for c in self.commands.values() {
+            if c.accepted {
+                self.ledger.accepted += 1;
+            }
+            if c.deliveries > 0 {
+                self.ledger.delivered += 1;
+                self.ledger.duplicated += u64::from(c.deliveries - 1);
+            } else if c.accepted {
+                self.ledger.lost += 1;
+            } else {
+                self.ledger.unacknowledged += 1;
+            }
+        }
+        let timeseries = self
+            .seconds
+            .iter()
+            .enumerate()
+            .map(|(t, (sent, delivered, h))| Second {
+                t_s: t as u64,
+                sent: *sent,
+                delivered: *delivered,
+                routing_p99_ms: if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 },
+            })
+            .collect();
+        Stats {
+            command_routing: summarize(&self.routing),
+            update: summarize(&self.update),
+            accept: summarize(&self.accept),
+            end_to_end: summarize(&self.end_to_end),
+            connect: summarize(&self.connect),
+            send_lag: summarize(&self.send_lag),
+            ledger: self.ledger,
+            errors: self.errors,
+            timeseries,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_classifies_every_command_exactly() {
+        let mut a = Aggregator::default();
+        for cid in 0..5 {
+            a.record(Event::Sent { cid, intended: 1000, actual: 1100 });
+        }
+        for cid in 0..4 {
+            a.record(Event::Accepted { cid, at: 2000 });
+        }
+        // 0 delivered once, 1 delivered twice (duplicate), 2 and 3 accepted but never delivered
+        // (lost), 4 never accepted nor delivered.
+        a.record(Event::Delivered { cid: 0, intended: 1000, at: 3000 });
+        a.record(Event::Delivered { cid: 1, intended: 1000, at: 3000 });
+        a.record(Event::Delivered { cid: 1, intended: 1000, at: 9000 });
+        a.record(Event::Completed { cid: 0, at: 5000 });
+        let s = a.finish();
+        let l = &s.ledger;
+        assert_eq!(
+            (l.sent, l.accepted, l.delivered, l.lost, l.duplicated, l.unacknowledged),
+            (5, 4, 2, 2, 1, 1)
+        );
+        assert_eq!(l.completed, 1);
+        assert_eq!(s.command_routing.count, 2, "a duplicate is not a second latency sample");
+        assert_eq!(s.command_routing.max_ms, 2.0);
+        assert_eq!(s.send_lag.p50_ms, 0.1);
+        assert_eq!(s.end_to_end.count, 1);
+    }
+
+    #[test]
+    fn latencies_are_measured_from_the_intended_time() {
+        let mut a = Aggregator::default();
+        // The generator was 400 ms late sending: the routing latency includes those 400 ms.
+        a.record(Event::Sent { cid: 7, intended: 1_000_000, actual: 1_400_000 });
+        a.record(Event::Delivered { cid: 7, intended: 1_000_000, at: 1_450_000 });
+        let s = a.finish();
+        assert!((s.command_routing.p50_ms - 450.0).abs() < 1.0, "{:?}", s.command_routing);
+        assert_eq!(s.timeseries.len(), 2);
+        assert_eq!((s.timeseries[1].sent, s.timeseries[1].delivered), (1, 1));
+    }
+}

@@ -1,0 +1,244 @@
+//! The verdict of a run and its renderings: the JSON report (schema
+//! `schemas/tools/load-report.json`) and the terminal summary.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::record::{Latency, Stats};
+use crate::scenario::{Scenario, Slo};
+
+/// Overall outcome; also the exit code (0, 1, 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every SLO held and the generator kept up.
+    Pass,
+    /// An SLO was breached.
+    SloBreached,
+    /// The generator, not the target, was the bottleneck: the figures say nothing.
+    Invalid,
+}
+
+/// One SLO check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SloCheck {
+    /// What is checked.
+    pub name: String,
+    /// Budget.
+    pub threshold: f64,
+    /// Measured.
+    pub actual: f64,
+    /// Within budget.
+    pub pass: bool,
+}
+
+/// The generator's own health.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Generator {
+    /// CPU time of this process over wall time, percent of one core (includes an embedded relay).
+    pub cpu_percent: f64,
+    /// Resident memory at the end, KiB.
+    pub rss_kib: u64,
+    /// p99 of actual minus intended send time, ms.
+    pub send_lag_p99_ms: f64,
+    /// False when the generator could not keep its schedule.
+    pub valid: bool,
+    /// Why it is not valid.
+    pub reasons: Vec<String>,
+}
+
+/// Lateness beyond which the generator, not the target, shaped the latencies.
+const MAX_SEND_LAG_P99_MS: f64 = 50.0;
+
+/// CPU seconds this process used so far (Linux; 0 elsewhere).
+pub fn process_cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+    let ticks: f64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<f64>().ok()).sum();
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Generator {
+    /// Health of this run.
+    pub fn measure(stats: &Stats, cpu_before_s: f64, wall: Duration) -> Generator {
+        let cpu_percent = (process_cpu_s() - cpu_before_s) / wall.as_secs_f64().max(1e-9) * 100.0;
+        let send_lag_p99_ms = stats.send_lag.p99_ms;
+        let mut reasons = Vec::new();
+        if send_lag_p99_ms > MAX_SEND_LAG_P99_MS {
+            reasons.push(format!("send lag p99 {send_lag_p99_ms:.1} ms > {MAX_SEND_LAG_P99_MS} ms: the generator fell behind its schedule"));
+        }
+        Generator { cpu_percent, rss_kib: rss_kib(), send_lag_p99_ms, valid: reasons.is_empty(), reasons }
+    }
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// `relaykit load`.
+    pub tool: String,
+    /// relaykit version.
+    pub version: String,
+    /// Scenario name.
+    pub scenario: String,
+    /// Target URL (`embedded` when relaykit started the relay itself).
+    pub target: String,
+    /// Start, Unix ms.
+    pub started_at_ms: u64,
+    /// Wall time, ms.
+    pub duration_ms: u64,
+    /// Devices simulated.
+    pub devices: u64,
+    /// Outcome.
+    pub verdict: Verdict,
+    /// SLO checks.
+    pub slo: Vec<SloCheck>,
+    /// Measurements and ledger.
+    pub stats: Stats,
+    /// Generator health.
+    pub generator: Generator,
+}
+
+fn check(name: &str, threshold: f64, actual: f64) -> SloCheck {
+    SloCheck { name: name.into(), threshold, actual, pass: actual <= threshold }
+}
+
+fn slo_checks(slo: &Slo, stats: &Stats) -> Vec<SloCheck> {
+    vec![
+        check("command_routing_p99_ms", slo.command_routing_p99_ms, stats.command_routing.p99_ms),
+        check("update_p99_ms", slo.update_p99_ms, stats.update.p99_ms),
+        check("connect_p99_ms", slo.connect_p99_ms, stats.connect.p99_ms),
+        check("lost", slo.max_lost as f64, stats.ledger.lost as f64),
+    ]
+}
+
+impl Report {
+    /// Judges the run.
+    pub fn new(
+        scenario: &Scenario,
+        target: String,
+        started_at_ms: u64,
+        wall: Duration,
+        stats: Stats,
+        generator: Generator,
+    ) -> Report {
+        let slo = slo_checks(&scenario.slo, &stats);
+        let verdict = if !generator.valid {
+            Verdict::Invalid
+        } else if slo.iter().all(|c| c.pass) {
+            Verdict::Pass
+        } else {
+            Verdict::SloBreached
+        };
+        let p = &scenario.population;
+        Report {
+            tool: "relaykit load".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            scenario: scenario.name.clone(),
+            target,
+            started_at_ms,
+            duration_ms: wall.as_millis() as u64,
+            devices: u64::from(p.users) * u64::from(p.desktops_per_user + p.mobiles_per_user),
+            verdict,
+            slo,
+            stats,
+            generator,
+        }
+    }
+
+    /// Exit code: 0 pass, 1 SLO breached, 2 invalid.
+    pub fn exit_code(&self) -> u8 {
+        match self.verdict {
+            Verdict::Pass => 0,
+            Verdict::SloBreached => 1,
+            Verdict::Invalid => 2,
+        }
+    }
+
+    /// JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("reports serialize")
+    }
+
+    /// The terminal summary.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "scenario {} against {}: {} devices, {:.1} s",
+            self.scenario,
+            self.target,
+            self.devices,
+            self.duration_ms as f64 / 1000.0
+        );
+        let _ = writeln!(
+            out,
+            "\n{:<18} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
+        );
+        let s = &self.stats;
+        let rows: [(&str, &Latency); 6] = [
+            ("command routing", &s.command_routing),
+            ("update", &s.update),
+            ("accept", &s.accept),
+            ("end to end", &s.end_to_end),
+            ("connect", &s.connect),
+            ("send lag", &s.send_lag),
+        ];
+        for (name, l) in rows {
+            let _ = writeln!(
+                out,
+                "{name:<18} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                l.count, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+            );
+        }
+        let l = &s.ledger;
+        let _ = writeln!(
+            out,
+            "\nledger: sent {} accepted {} delivered {} lost {} duplicated {} unacknowledged {} completed {} updates {} out-of-order {}",
+            l.sent,
+            l.accepted,
+            l.delivered,
+            l.lost,
+            l.duplicated,
+            l.unacknowledged,
+            l.completed,
+            l.updates,
+            l.out_of_order
+        );
+        if !s.errors.is_empty() {
+            let _ = writeln!(out, "errors: {:?}", s.errors);
+        }
+        let _ = writeln!(out, "\n{:<24} {:>10} {:>12}  result", "slo", "budget", "measured");
+        for c in &self.slo {
+            let _ = writeln!(
+                out,
+                "{:<24} {:>10.1} {:>12.2}  {}",
+                c.name,
+                c.threshold,
+                c.actual,
+                if c.pass { "ok" } else { "BREACHED" }
+            );
+        }
+        let g = &self.generator;
+        let _ = writeln!(
+            out,
+            "\ngenerator: cpu {:.0}% of a core, rss {} KiB, send lag p99 {:.2} ms{}",
+            g.cpu_percent,
+            g.rss_kib,
+            g.send_lag_p99_ms,
+            if g.valid { String::new() } else { format!(" INVALID: {}", g.reasons.join("; ")) }
+        );
+        let _ = writeln!(out, "verdict: {:?}", self.verdict);
+        out
+    }
+}

@@ -1,0 +1,163 @@
+//! One run: provision the population over REST, connect every device, drive the phases, drain,
+//! and fold the events into a [`Report`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use relaykit_client::http;
+use relaykit_protocol::DeviceType;
+use relaykit_protocol::rest::{PairingCode, Registered};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+
+use crate::device::{self, Shared};
+use crate::record::Aggregator;
+use crate::report::{Generator, Report};
+use crate::scenario::Scenario;
+
+/// Why a run could not happen (as opposed to a run that breached its SLOs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// Registering or pairing devices failed.
+    #[error("provisioning: {0}")]
+    Provision(String),
+}
+
+/// The simulated devices of one user.
+#[derive(Debug, Clone)]
+struct User {
+    desktops: Vec<Registered>,
+    mobiles: Vec<Registered>,
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn register(
+    addr: SocketAddr,
+    device_type: DeviceType,
+    code: Option<&str>,
+) -> Result<Registered, LoadError> {
+    let mut body = json!({
+        "device_name": format!("relaykit-load {}", device_type.as_str()),
+        "device_type": device_type,
+        "platform": "relaykit-load",
+        "public_key": {"alg": "x25519", "key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"},
+    });
+    if let Some(code) = code {
+        body["pairing_code"] = json!(code);
+    }
+    let text = body.to_string();
+    let r = http::request(addr, "POST", "/v1/devices", &[], Some(text.as_bytes()), WAIT)
+        .await
+        .map_err(|e| LoadError::Provision(e.to_string()))?;
+    if r.status != 201 {
+        return Err(LoadError::Provision(format!("POST /v1/devices: {} {}", r.status, r.body)));
+    }
+    serde_json::from_str(&r.body).map_err(|e| LoadError::Provision(e.to_string()))
+}
+
+async fn pairing_code(addr: SocketAddr, device: &Registered) -> Result<String, LoadError> {
+    let auth = format!("Bearer {}", device.tokens.access_token);
+    let r = http::request(addr, "POST", "/v1/pairing-codes", &[("Authorization", &auth)], None, WAIT)
+        .await
+        .map_err(|e| LoadError::Provision(e.to_string()))?;
+    if r.status != 201 {
+        return Err(LoadError::Provision(format!("POST /v1/pairing-codes: {} {}", r.status, r.body)));
+    }
+    let code: PairingCode = serde_json::from_str(&r.body).map_err(|e| LoadError::Provision(e.to_string()))?;
+    Ok(code.code)
+}
+
+/// The first desktop registers the user; every other device joins with a fresh pairing code.
+async fn provision_user(addr: SocketAddr, desktops: u32, mobiles: u32) -> Result<User, LoadError> {
+    let first = register(addr, DeviceType::Desktop, None).await?;
+    let mut user = User { desktops: vec![first.clone()], mobiles: Vec::new() };
+    for (device_type, n) in [(DeviceType::Desktop, desktops - 1), (DeviceType::Mobile, mobiles)] {
+        for _ in 0..n {
+            let code = pairing_code(addr, &first).await?;
+            let device = register(addr, device_type, Some(&code)).await?;
+            match device_type {
+                DeviceType::Desktop => user.desktops.push(device),
+                DeviceType::Mobile => user.mobiles.push(device),
+            }
+        }
+    }
+    Ok(user)
+}
+
+/// Deterministic per-phone start offset in [0, 1) s (splitmix64 of seed and index), so phones do
+/// not all send on the same tick.
+fn offset(seed: u64, index: u64) -> f64 {
+    let mut z = seed.wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Runs `scenario` against the relay at `addr` (`target` names it in the report).
+pub async fn run(scenario: Scenario, addr: SocketAddr, target: String) -> Result<Report, LoadError> {
+    let p = &scenario.population;
+    let users: Vec<User> = futures_util::stream::iter(0..p.users)
+        .map(|_| provision_user(addr, p.desktops_per_user, p.mobiles_per_user))
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+
+    let scenario = Arc::new(scenario);
+    let (events, mut rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop) = watch::channel(false);
+    let started_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let cpu_before = crate::report::process_cpu_s();
+    let wall = Instant::now();
+    let start = tokio::time::Instant::now();
+    // The first sends are due a moment after every connection had time to open.
+    let lead_s = 0.5;
+    let shared = Shared { start, lead_s, events, scenario: scenario.clone(), stop, addr };
+    let aggregator = tokio::spawn(async move {
+        let mut agg = Aggregator::default();
+        while let Some(event) = rx.recv().await {
+            agg.record(event);
+        }
+        agg.finish()
+    });
+    let mut tasks = Vec::new();
+    let mut index = 0u64;
+    for user in users {
+        for d in user.desktops {
+            tasks.push(tokio::spawn(device::desktop(shared.clone(), d)));
+        }
+        for m in user.mobiles {
+            tasks.push(tokio::spawn(device::mobile(shared.clone(), m, index, offset(scenario.seed, index))));
+            index += 1;
+        }
+    }
+    drop(shared);
+    let end = start + Duration::from_secs_f64(lead_s + scenario.load_duration_s() + scenario.drain_s);
+    tokio::time::sleep_until(end).await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(WAIT, t).await;
+    }
+    let stats = aggregator.await.map_err(|e| LoadError::Provision(format!("aggregator: {e}")))?;
+    let generator = Generator::measure(&stats, cpu_before, wall.elapsed());
+    Ok(Report::new(&scenario, target, started_at_ms, wall.elapsed(), stats, generator))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_deterministic_and_spread() {
+        assert_eq!(offset(1, 7), offset(1, 7));
+        let v: Vec<f64> = (0..1000).map(|i| offset(42, i)).collect();
+        assert!(v.iter().all(|x| (0.0..1.0).contains(x)));
+        let low = v.iter().filter(|x| **x < 0.5).count();
+        assert!((400..600).contains(&low), "{low} of 1000 below 0.5");
+    }
+}
