@@ -31,8 +31,14 @@ use crate::scenario::Scenario;
 pub struct Shared {
     /// Time zero of the run: every timestamp is microseconds since it.
     pub start: Instant,
-    /// Seconds from time zero to the first scheduled send (connections open meanwhile).
-    pub lead_s: f64,
+    /// Seconds from time zero to the first scheduled send: set once every device connected
+    /// (so connection storms at the start do not count as generator lateness).
+    pub go: watch::Receiver<Option<f64>>,
+    /// Counts devices that finished connecting (or gave up), for the start barrier.
+    pub ready: Arc<std::sync::atomic::AtomicUsize>,
+    /// Bounds handshakes in progress: thousands of simultaneous SYNs overflow the listen backlog
+    /// and turn into 1 s, 3 s, 7 s retransmissions.
+    pub connect_slots: Arc<tokio::sync::Semaphore>,
     /// To the aggregator.
     pub events: mpsc::UnboundedSender<Event>,
     /// The scenario.
@@ -57,6 +63,7 @@ type Ws = WebSocketStream<TcpStream>;
 
 /// Connects and authenticates; reports the connect time.
 async fn connect(shared: &Shared, token: &str) -> Option<Ws> {
+    let _slot = shared.connect_slots.acquire().await.ok()?;
     let started = shared.now();
     let stream = TcpStream::connect(shared.addr).await.ok()?;
     // Commands are small: send them now, not after the peer's delayed ACK (Nagle).
@@ -138,10 +145,14 @@ async fn housekeeping(ws: &mut Ws, shared: &Shared, frame: &ServerFrame) -> bool
 
 /// A phone: sends commands on schedule until the load ends, receives until stopped.
 pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64) {
-    let Some(mut ws) = connect(&shared, &creds.tokens.access_token).await else {
+    let connected = connect(&shared, &creds.tokens.access_token).await;
+    shared.ready.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let Some(mut ws) = connected else {
         shared.report(Event::Error { code: "connect".into() });
         return;
     };
+    let mut go = shared.go.clone();
+    let Ok(lead) = go.wait_for(Option::is_some).await.map(|v| v.unwrap_or(0.0)) else { return };
     let scenario = shared.scenario.clone();
     let pad = scenario.workload.payload_bytes;
     let mut stop = shared.stop.clone();
@@ -152,13 +163,13 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
     let mut last_pseq: HashMap<String, u64> = HashMap::new();
     loop {
         let t = next.unwrap_or(0.0);
-        let due = shared.start + Duration::from_secs_f64(shared.lead_s + t);
+        let due = shared.start + Duration::from_secs_f64(lead + t);
         tokio::select! {
             () = tokio::time::sleep_until(due), if next.is_some() => {
                 let cid = (index << 32) | seq;
                 seq += 1;
                 next = scenario.time_of_send(seq as f64 + offset_s);
-                let intended = ((shared.lead_s + t) * 1_000_000.0) as Micros;
+                let intended = ((lead + t) * 1_000_000.0) as Micros;
                 let send = Send {
                     id: format!("c{cid}"),
                     to: Target::Role(DeviceType::Desktop),
@@ -222,7 +233,9 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
 
 /// A desktop: answers every command with a progress stream and a durable result.
 pub async fn desktop(shared: Shared, creds: Registered) {
-    let Some(mut ws) = connect(&shared, &creds.tokens.access_token).await else {
+    let connected = connect(&shared, &creds.tokens.access_token).await;
+    shared.ready.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let Some(mut ws) = connected else {
         shared.report(Event::Error { code: "connect".into() });
         return;
     };

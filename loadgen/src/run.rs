@@ -34,6 +34,12 @@ struct User {
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Handshakes in flight at once (TCP + upgrade + hello/welcome).
+const CONCURRENT_HANDSHAKES: usize = 128;
+
+/// Longest the start barrier waits for connections.
+const CONNECT_PHASE: Duration = Duration::from_secs(120);
+
 async fn register(
     addr: SocketAddr,
     device_type: DeviceType,
@@ -115,9 +121,19 @@ pub async fn run(scenario: Scenario, addr: SocketAddr, target: String) -> Result
     let cpu_before = crate::report::process_cpu_s();
     let wall = Instant::now();
     let start = tokio::time::Instant::now();
-    // The first sends are due a moment after every connection had time to open.
-    let lead_s = 0.5;
-    let shared = Shared { start, lead_s, events, scenario: scenario.clone(), stop, addr };
+    let (go_tx, go) = watch::channel(None);
+    let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let connect_slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_HANDSHAKES));
+    let shared = Shared {
+        start,
+        go,
+        ready: ready.clone(),
+        connect_slots,
+        events,
+        scenario: scenario.clone(),
+        stop,
+        addr,
+    };
     let aggregator = tokio::spawn(async move {
         let mut agg = Aggregator::default();
         while let Some(event) = rx.recv().await {
@@ -137,6 +153,17 @@ pub async fn run(scenario: Scenario, addr: SocketAddr, target: String) -> Result
         }
     }
     drop(shared);
+    // Start barrier: the schedule begins once every device connected (or failed to), bounded by
+    // CONNECT_PHASE, then a short lead so the first sends are not due in the past.
+    let devices = tasks.len();
+    let connect_deadline = tokio::time::Instant::now() + CONNECT_PHASE;
+    while ready.load(std::sync::atomic::Ordering::Relaxed) < devices
+        && tokio::time::Instant::now() < connect_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lead_s = start.elapsed().as_secs_f64() + 0.2;
+    let _ = go_tx.send(Some(lead_s));
     let end = start + Duration::from_secs_f64(lead_s + scenario.load_duration_s() + scenario.drain_s);
     tokio::time::sleep_until(end).await;
     let _ = stop_tx.send(true);
