@@ -1,5 +1,5 @@
 //! `relaykit load`: scenario file -> run (against `--target`, or a relay started in this process)
-//! -> summary, JSON report. Exit code 0 pass, 1 SLO breached, 2 invalid run or error.
+//! -> summary, JSON report, HTML report. Exit code 0 pass, 1 SLO breached, 2 invalid run or error.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -21,6 +21,10 @@ pub(crate) struct LoadArgs {
     /// Write the JSON report here (schema: schemas/tools/load-report.json).
     #[arg(long)]
     report_json: Option<PathBuf>,
+    /// Write the HTML report here: one self-contained page (tables, latency over time,
+    /// percentile distribution and throughput charts; no external resources).
+    #[arg(long)]
+    report_html: Option<PathBuf>,
 }
 
 fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
@@ -67,6 +71,9 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     print!("{}", report.to_table());
     if let Some(path) = &args.report_json {
         std::fs::write(path, report.to_json()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.report_html {
+        std::fs::write(path, report.to_html()).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::from(report.exit_code()))
 }

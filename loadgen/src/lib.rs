@@ -5,12 +5,14 @@
 //!
 //! The data path (after hatoo/oha): [`device`] tasks (one per simulated device) report raw
 //! timestamps over a channel -> one [`record::Aggregator`] (HdrHistograms, the delivery ledger,
-//! the per-second series) -> [`report`] (SLO verdict, JSON, terminal table).
+//! the per-second series) -> [`report`] (SLO verdict, JSON, terminal table) -> [`html`] (the
+//! same report as one self-contained page with inline SVG charts).
 //!
 //! - [`scenario`]: scenario files (`scenarios/*.toml`).
 //! - [`run`]: provisioning, connecting, driving the phases, draining.
 
 pub mod device;
+pub mod html;
 pub mod record;
 pub mod report;
 pub mod run;

@@ -87,10 +87,31 @@ pub struct Latency {
     pub max_ms: f64,
     /// Mean.
     pub mean_ms: f64,
+    /// Percentile distribution: `[percentile, value_ms]` at each of [`PERCENTILES`] (empty when
+    /// there is no sample). Percentile 0 is the smallest sample, 100 the largest.
+    pub percentiles: Vec<[f64; 2]>,
 }
 
+/// The percentiles of [`Latency::percentiles`], with their quantiles (written out rather than
+/// divided, so that 99.9 is exactly the quantile of `p999_ms`).
+pub const PERCENTILES: [(f64, f64); 13] = [
+    (0.0, 0.0),
+    (10.0, 0.10),
+    (25.0, 0.25),
+    (50.0, 0.50),
+    (75.0, 0.75),
+    (90.0, 0.90),
+    (95.0, 0.95),
+    (99.0, 0.99),
+    (99.5, 0.995),
+    (99.9, 0.999),
+    (99.95, 0.9995),
+    (99.99, 0.9999),
+    (100.0, 1.0),
+];
+
 fn histogram() -> Histogram<u64> {
-    // 1 us .. 1 h at 3 significant digits: about 30 KiB, whatever the sample count.
+    // 1 us .. 1 h at 3 significant digits: 23552 counters (184 KiB), whatever the sample count.
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
@@ -104,7 +125,17 @@ fn summarize(h: &Histogram<u64>) -> Latency {
         p999_ms: ms(h.value_at_quantile(0.999)),
         max_ms: ms(h.max()),
         mean_ms: h.mean() / 1000.0,
+        percentiles: if h.is_empty() {
+            Vec::new()
+        } else {
+            PERCENTILES.iter().map(|&(p, q)| [p, ms(h.value_at_quantile(q))]).collect()
+        },
     }
+}
+
+/// p99 in ms of a per-second histogram, 0 when it has no sample.
+fn p99_ms(h: &Histogram<u64>) -> f64 {
+    if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 }
 }
 
 /// Per-command state of the ledger.
@@ -147,8 +178,29 @@ pub struct Second {
     pub sent: u64,
     /// Commands delivered in that second.
     pub delivered: u64,
-    /// p99 command routing latency of that second's deliveries, ms.
+    /// p99 command routing latency of that second's deliveries, ms (0 when none).
     pub routing_p99_ms: f64,
+    /// p99 update latency of the live updates that arrived in that second, ms (0 when none).
+    pub update_p99_ms: f64,
+}
+
+/// What the aggregator keeps per second of the run.
+#[derive(Debug)]
+struct SecondAcc {
+    sent: u64,
+    delivered: u64,
+    routing: Histogram<u64>,
+    update: Histogram<u64>,
+}
+
+impl SecondAcc {
+    fn new() -> SecondAcc {
+        // Same resolution as the run-wide histograms (same figures), but auto-resizing: a second
+        // starts at 16 KiB per histogram and grows only with its largest latency (about 40 KiB
+        // at 10 ms), never with the sample count.
+        let h = || Histogram::new(3).expect("valid histogram precision");
+        SecondAcc { sent: 0, delivered: 0, routing: h(), update: h() }
+    }
 }
 
 /// Everything the aggregator learned.
@@ -188,7 +240,7 @@ pub struct Aggregator {
     commands: HashMap<u64, Command>,
     ledger: Ledger,
     errors: std::collections::BTreeMap<String, u64>,
-    seconds: Vec<(u64, u64, Histogram<u64>)>,
+    seconds: Vec<SecondAcc>,
 }
 
 impl Default for Aggregator {
@@ -210,10 +262,10 @@ impl Default for Aggregator {
 }
 
 impl Aggregator {
-    fn second(&mut self, at: Micros) -> &mut (u64, u64, Histogram<u64>) {
+    fn second(&mut self, at: Micros) -> &mut SecondAcc {
         let s = (at / 1_000_000) as usize;
         while self.seconds.len() <= s {
-            self.seconds.push((0, 0, histogram()));
+            self.seconds.push(SecondAcc::new());
         }
         &mut self.seconds[s]
     }
@@ -230,7 +282,7 @@ impl Aggregator {
                 self.intended.insert(cid, intended);
                 self.commands.entry(cid).or_default();
                 self.ledger.sent += 1;
-                self.second(actual).0 += 1;
+                self.second(actual).sent += 1;
             }
             Event::Accepted { cid, at } => {
                 if let Some(&i) = self.intended.get(&cid) {
@@ -244,12 +296,13 @@ impl Aggregator {
                 if c.deliveries == 1 {
                     lat(&mut self.routing, intended, at);
                     let sec = self.second(at);
-                    sec.1 += 1;
-                    let _ = sec.2.record(at.saturating_sub(intended).max(1));
+                    sec.delivered += 1;
+                    lat(&mut sec.routing, intended, at);
                 }
             }
             Event::Update { sent, at, out_of_order, .. } => {
                 lat(&mut self.update, sent, at);
+                lat(&mut self.second(at).update, sent, at);
                 self.ledger.updates += 1;
                 self.ledger.out_of_order += u64::from(out_of_order);
             }
@@ -286,11 +339,12 @@ impl Aggregator {
             .seconds
             .iter()
             .enumerate()
-            .map(|(t, (sent, delivered, h))| Second {
+            .map(|(t, s)| Second {
                 t_s: t as u64,
-                sent: *sent,
-                delivered: *delivered,
-                routing_p99_ms: if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 },
+                sent: s.sent,
+                delivered: s.delivered,
+                routing_p99_ms: p99_ms(&s.routing),
+                update_p99_ms: p99_ms(&s.update),
             })
             .collect();
         Stats {
@@ -349,5 +403,70 @@ mod tests {
         assert!((s.command_routing.p50_ms - 450.0).abs() < 1.0, "{:?}", s.command_routing);
         assert_eq!(s.timeseries.len(), 2);
         assert_eq!((s.timeseries[1].sent, s.timeseries[1].delivered), (1, 1));
+    }
+
+    #[test]
+    fn percentiles_follow_the_fixed_distribution_and_agree_with_the_summary() {
+        let mut a = Aggregator::default();
+        // Routing latencies 1 ms .. 1000 ms, one sample per ms.
+        for cid in 0..1000u64 {
+            a.record(Event::Delivered { cid, intended: 0, at: (cid + 1) * 1000 });
+        }
+        let r = a.finish().command_routing;
+        let pct: Vec<f64> = r.percentiles.iter().map(|p| p[0]).collect();
+        assert_eq!(pct, PERCENTILES.map(|(p, _)| p));
+        assert!(r.percentiles.windows(2).all(|w| w[0][1] <= w[1][1]), "{:?}", r.percentiles);
+        let at = |p: f64| r.percentiles.iter().find(|x| x[0] == p).unwrap()[1];
+        assert_eq!((at(50.0), at(90.0), at(99.0), at(99.9)), (r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms));
+        assert_eq!(at(100.0), r.max_ms);
+        assert_eq!(at(0.0), 1.0, "percentile 0 is the smallest sample");
+        assert!((at(25.0) - 250.0).abs() < 1.0, "{}", at(25.0));
+    }
+
+    #[test]
+    fn a_metric_without_samples_has_no_percentiles() {
+        let s = Aggregator::default().finish();
+        assert_eq!(s.update.count, 0);
+        assert!(s.update.percentiles.is_empty());
+        assert!(s.timeseries.is_empty());
+        let json = serde_json::to_value(&s.update).unwrap();
+        assert_eq!(json["percentiles"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn each_second_has_its_own_update_p99() {
+        let mut a = Aggregator::default();
+        // Second 0: 100 updates of 2 ms; second 1: none; second 2: 99 of 1 ms and 2 of 50 ms
+        // (p99 = the 100th of 101 samples = 50 ms).
+        for i in 0..100 {
+            a.record(Event::Update { cid: i, sent: 100_000, at: 102_000, out_of_order: false });
+        }
+        for i in 0..99 {
+            a.record(Event::Update { cid: i, sent: 2_000_000, at: 2_001_000, out_of_order: false });
+        }
+        for i in 0..2 {
+            a.record(Event::Update { cid: i, sent: 2_100_000, at: 2_150_000, out_of_order: false });
+        }
+        let s = a.finish();
+        let p99: Vec<f64> = s.timeseries.iter().map(|x| x.update_p99_ms).collect();
+        assert_eq!(p99.len(), 3);
+        assert!((p99[0] - 2.0).abs() < 0.01 && p99[1] == 0.0 && (p99[2] - 50.0).abs() < 0.1, "{p99:?}");
+        assert!(s.timeseries.iter().all(|x| x.routing_p99_ms == 0.0), "updates are not routing samples");
+        assert_eq!(s.update.count, 201);
+    }
+
+    #[test]
+    fn per_second_memory_does_not_grow_with_samples() {
+        let mut a = Aggregator::default();
+        a.record(Event::Update { cid: 0, sent: 0, at: 5_000, out_of_order: false });
+        let before = a.seconds[0].update.distinct_values();
+        for i in 0..100_000u64 {
+            a.record(Event::Update { cid: i, sent: 0, at: 1 + i % 5_000, out_of_order: false });
+            a.record(Event::Delivered { cid: i, intended: 0, at: 1 + i % 5_000 });
+        }
+        assert_eq!(a.seconds[0].update.distinct_values(), before);
+        // Both per-second histograms stay well below a run-wide one (23552 counters).
+        assert!(a.seconds[0].routing.distinct_values() <= 5120, "{}", a.seconds[0].routing.distinct_values());
+        assert!(before <= 5120, "{before}");
     }
 }

@@ -1,5 +1,5 @@
 //! The verdict of a run and its renderings: the JSON report (schema
-//! `schemas/tools/load-report.json`) and the terminal summary.
+//! `schemas/tools/load-report.json`), the terminal summary and the HTML page ([`crate::html`]).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -19,6 +19,17 @@ pub enum Verdict {
     SloBreached,
     /// The generator, not the target, was the bottleneck: the figures say nothing.
     Invalid,
+}
+
+impl Verdict {
+    /// The name used in the JSON report (`pass`, `slo_breached`, `invalid`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::SloBreached => "slo_breached",
+            Verdict::Invalid => "invalid",
+        }
+    }
 }
 
 /// One SLO check.
@@ -169,6 +180,11 @@ impl Report {
         serde_json::to_string_pretty(self).expect("reports serialize")
     }
 
+    /// One self-contained HTML page (tables and inline SVG charts, no external resources).
+    pub fn to_html(&self) -> String {
+        crate::html::render(self)
+    }
+
     /// The terminal summary.
     pub fn to_table(&self) -> String {
         let mut out = String::new();
@@ -240,5 +256,17 @@ impl Report {
         );
         let _ = writeln!(out, "verdict: {:?}", self.verdict);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Verdict;
+
+    #[test]
+    fn verdict_names_match_the_json() {
+        for v in [Verdict::Pass, Verdict::SloBreached, Verdict::Invalid] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
     }
 }

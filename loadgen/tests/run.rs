@@ -69,6 +69,52 @@ async fn a_small_run_delivers_everything_and_its_report_validates() {
     if let Err(e) = SchemaSet::global().validate_value("tools/load-report", &json).unwrap() {
         panic!("report violates tools/load-report: {e}");
     }
+    let routing = &report.stats.command_routing;
+    assert_eq!(routing.percentiles.len(), 13);
+    assert_eq!(routing.percentiles.last().unwrap(), &[100.0, routing.max_ms]);
+    assert!(report.stats.timeseries.iter().any(|s| s.update_p99_ms > 0.0), "{:?}", report.stats.timeseries);
+    assert_self_contained_html(&report);
+}
+
+/// Values of every `name="..."` attribute in `html`.
+fn attribute_values<'a>(html: &'a str, name: &str) -> Vec<&'a str> {
+    let needle = format!(" {name}=\"");
+    html.match_indices(&needle)
+        .map(|(i, _)| {
+            let rest = &html[i + needle.len()..];
+            &rest[..rest.find('"').expect("closed attribute")]
+        })
+        .collect()
+}
+
+fn assert_self_contained_html(report: &Report) {
+    let html = report.to_html();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("tiny-load-report.html");
+    std::fs::write(&path, &html).unwrap();
+    let at = path.display();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"), "{at}");
+    for attr in ["src", "href", "xlink:href", "action"] {
+        for value in attribute_values(&html, attr) {
+            let v = value.trim().to_ascii_lowercase();
+            assert!(
+                !v.starts_with("http:") && !v.starts_with("https:") && !v.starts_with("//"),
+                "{at}: {attr}={value}"
+            );
+        }
+    }
+    for external in ["<script", "<link", "<iframe", "<img", "@import", "url("] {
+        assert!(!html.contains(external), "{at}: contains {external}");
+    }
+    assert!(html.contains("<svg"), "{at}");
+    assert!(html.contains(&format!(">{}<", report.verdict.as_str())), "{at}: no verdict");
+    for check in &report.slo {
+        assert!(html.contains(&check.name), "{at}: no SLO {}", check.name);
+    }
+    // Latency over time: routing and update p99; percentiles: routing, update, end to end;
+    // throughput: sent and delivered. One path each, and a dashed line per latency budget.
+    assert_eq!(html.matches("<path class=\"series\"").count(), 7, "{at}");
+    assert_eq!(html.matches(" class=\"budget\"").count(), 2, "{at}");
+    assert!(!html.contains("NaN") && !html.contains("inf"), "{at}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,6 +124,10 @@ async fn an_impossible_budget_is_breached() {
     assert_eq!(report.exit_code(), 1);
     let routing = report.slo.iter().find(|c| c.name == "command_routing_p99_ms").unwrap();
     assert!(!routing.pass);
+    let html = report.to_html();
+    assert!(html.contains(">slo_breached<") && html.contains(">BREACHED<"));
+    // The budget (1 ns) is below the chart's 1 µs floor: listed in the legend, not drawn.
+    assert!(html.contains("routing budget 0.000001 ms (off scale)"), "{html}");
 }
 
 #[test]
