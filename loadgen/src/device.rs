@@ -61,8 +61,13 @@ impl Shared {
 
 type Ws = WebSocketStream<TcpStream>;
 
-/// Connects and authenticates; reports the connect time.
+/// Connects and authenticates; reports the connect time (first connections only: reconnects
+/// are timed by [`reconnect`]).
 async fn connect(shared: &Shared, token: &str) -> Option<Ws> {
+    connect_as(shared, token, true).await
+}
+
+async fn connect_as(shared: &Shared, token: &str, first: bool) -> Option<Ws> {
     let _slot = shared.connect_slots.acquire().await.ok()?;
     let started = shared.now();
     let stream = TcpStream::connect(shared.addr).await.ok()?;
@@ -82,7 +87,9 @@ async fn connect(shared: &Shared, token: &str) -> Option<Ws> {
     loop {
         match next_frame(&mut ws).await? {
             ServerFrame::Welcome(_) => {
-                shared.report(Event::Connected { started, at: shared.now() });
+                if first {
+                    shared.report(Event::Connected { started, at: shared.now() });
+                }
                 return Some(ws);
             }
             ServerFrame::Error(e) => {
@@ -231,8 +238,22 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
     }
 }
 
-/// A desktop: answers every command with a progress stream and a durable result.
-pub async fn desktop(shared: Shared, creds: Registered) {
+/// Offline windows of desktop `index`, in load seconds: `(start, end, abrupt)`, by start.
+fn offline_windows(scenario: &Scenario, index: u64) -> std::collections::VecDeque<(f64, f64, bool)> {
+    let mut w: Vec<(f64, f64, bool)> = scenario
+        .offline
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| crate::run::pick(scenario.seed ^ (*i as u64 + 1), index) < o.fraction)
+        .map(|(_, o)| (o.at_s, o.at_s + o.duration_s, o.abrupt))
+        .collect();
+    w.sort_by(|a, b| a.0.total_cmp(&b.0));
+    w.into()
+}
+
+/// A desktop: answers every command with a progress stream and a durable result; goes offline
+/// and comes back as the scenario's offline steps say.
+pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
     let connected = connect(&shared, &creds.tokens.access_token).await;
     shared.ready.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let Some(mut ws) = connected else {
@@ -240,9 +261,40 @@ pub async fn desktop(shared: Shared, creds: Registered) {
         return;
     };
     let updates = shared.scenario.workload.progress_updates;
+    let mut windows = offline_windows(&shared.scenario, index);
+    let mut go = shared.go.clone();
+    let mut lead: Option<f64> = *go.borrow();
+    // `welcome` of the latest reconnect: commands due before it were queued while this desktop
+    // was away (or were in flight when it dropped) and count as backlog deliveries.
+    let mut back_at: Micros = 0;
     let mut stop = shared.stop.clone();
     loop {
+        let drop_at =
+            lead.and_then(|l| windows.front().map(|w| shared.start + Duration::from_secs_f64(l + w.0)));
         tokio::select! {
+            changed = go.changed(), if lead.is_none() => {
+                if changed.is_err() {
+                    return;
+                }
+                lead = *go.borrow();
+            }
+            () = tokio::time::sleep_until(drop_at.unwrap_or_else(tokio::time::Instant::now)), if drop_at.is_some() => {
+                let (_, end, abrupt) = windows.pop_front().expect("a window is due");
+                if abrupt {
+                    drop(ws); // TCP goes away without a WebSocket close
+                } else {
+                    let _ = ws.close(None).await;
+                    drop(ws);
+                }
+                let back = shared.start + Duration::from_secs_f64(lead.unwrap_or(0.0) + end);
+                tokio::select! {
+                    () = tokio::time::sleep_until(back) => {}
+                    _ = stop.changed() => return,
+                }
+                let Some(again) = reconnect(&shared, &creds.tokens.access_token).await else { return };
+                ws = again;
+                back_at = shared.now();
+            }
             frame = next_frame(&mut ws) => {
                 let Some(frame) = frame else {
                     if !*stop.borrow() {
@@ -257,31 +309,12 @@ pub async fn desktop(shared: Shared, creds: Registered) {
                 let at = shared.now();
                 let _ = ws.send(Message::text(encode(&ClientFrame::Ack(Ack { seq: d.seq })))).await;
                 let Some((cid, intended)) = read_stamp(d.payload.as_ref()) else { continue };
-                shared.report(Event::Delivered { cid, intended, at });
-                let to = Target::Device(d.from.clone());
-                let stream = format!("s{cid}");
-                let kinds = std::iter::once(LiveKind::ToolStart)
-                    .chain(std::iter::repeat_n(LiveKind::ToolProgress, updates as usize));
-                for kind in kinds {
-                    let publish = Publish {
-                        id: None,
-                        stream: stream.clone(),
-                        to: to.clone(),
-                        payload: Some(stamp(cid, shared.now(), 0)),
-                        e2e: None,
-                    };
-                    let _ = ws.feed(Message::text(encode(&ClientFrame::publish(kind, publish)))).await;
+                if intended < back_at {
+                    shared.report(Event::Backlog { cid, intended, at });
+                } else {
+                    shared.report(Event::Delivered { cid, intended, at });
                 }
-                let done = Send {
-                    id: format!("d{cid}"),
-                    to,
-                    priority: None,
-                    ttl_ms: None,
-                    max_attempts: None,
-                    payload: Some(stamp(cid, shared.now(), 0)),
-                    e2e: None,
-                };
-                let _ = ws.send(Message::text(encode(&ClientFrame::send(DurableKind::ToolComplete, done)))).await;
+                answer(&mut ws, &shared, cid, &d.from, updates).await;
             }
             _ = stop.changed() => {
                 let _ = ws.close(None).await;
@@ -289,4 +322,44 @@ pub async fn desktop(shared: Shared, creds: Registered) {
             }
         }
     }
+}
+
+/// Connects again when an offline window ends; reports the recovery time, from the moment the
+/// device is back (what a user waits for) to its new `welcome`.
+async fn reconnect(shared: &Shared, token: &str) -> Option<Ws> {
+    let back = shared.now();
+    let ws = connect_as(shared, token, false).await;
+    match &ws {
+        Some(_) => shared.report(Event::Reconnected { dropped: back, at: shared.now() }),
+        None => shared.report(Event::Error { code: "reconnect".into() }),
+    }
+    ws
+}
+
+/// The desktop's answer to command `cid`: `tool_start`, progress updates, durable `tool_complete`.
+async fn answer(ws: &mut Ws, shared: &Shared, cid: u64, phone: &str, updates: u32) {
+    let to = Target::Device(phone.to_string());
+    let stream = format!("s{cid}");
+    let kinds = std::iter::once(LiveKind::ToolStart)
+        .chain(std::iter::repeat_n(LiveKind::ToolProgress, updates as usize));
+    for kind in kinds {
+        let publish = Publish {
+            id: None,
+            stream: stream.clone(),
+            to: to.clone(),
+            payload: Some(stamp(cid, shared.now(), 0)),
+            e2e: None,
+        };
+        let _ = ws.feed(Message::text(encode(&ClientFrame::publish(kind, publish)))).await;
+    }
+    let done = Send {
+        id: format!("d{cid}"),
+        to,
+        priority: None,
+        ttl_ms: None,
+        max_attempts: None,
+        payload: Some(stamp(cid, shared.now(), 0)),
+        e2e: None,
+    };
+    let _ = ws.send(Message::text(encode(&ClientFrame::send(DurableKind::ToolComplete, done)))).await;
 }

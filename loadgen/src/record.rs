@@ -45,6 +45,23 @@ pub enum Event {
         /// Arrival.
         at: Micros,
     },
+    /// A desktop received command `cid` that was sent while it was offline (the backlog
+    /// drained after its reconnect): counted as delivered, timed apart from routing.
+    Backlog {
+        /// Command id.
+        cid: u64,
+        /// Intended send time carried in the payload.
+        intended: Micros,
+        /// Arrival.
+        at: Micros,
+    },
+    /// A device came back after an offline step and got a new `welcome`.
+    Reconnected {
+        /// When it started reconnecting (the end of its offline window).
+        dropped: Micros,
+        /// `welcome` of the new connection.
+        at: Micros,
+    },
     /// A phone received a live update for `cid`.
     Update {
         /// Command id.
@@ -161,6 +178,8 @@ pub struct Ledger {
     pub duplicated: u64,
     /// Sent but neither accepted nor delivered (refused or unanswered).
     pub unacknowledged: u64,
+    /// Commands first delivered from the backlog of a desktop that had been offline.
+    pub delivered_after_reconnect: u64,
     /// Commands whose final `tool_complete` reached the phone.
     pub completed: u64,
     /// Live updates received.
@@ -218,6 +237,10 @@ pub struct Stats {
     pub connect: Latency,
     /// Generator lateness: actual minus intended send time.
     pub send_lag: Latency,
+    /// Back from an offline step -> `welcome` of the new connection.
+    pub reconnect: Latency,
+    /// Intended send -> delivery for commands queued while their desktop was offline.
+    pub backlog: Latency,
     /// The ledger.
     pub ledger: Ledger,
     /// Errors by code.
@@ -235,6 +258,8 @@ pub struct Aggregator {
     end_to_end: Histogram<u64>,
     connect: Histogram<u64>,
     send_lag: Histogram<u64>,
+    reconnect: Histogram<u64>,
+    backlog: Histogram<u64>,
     // Intended send time per command, for accept and end-to-end latency.
     intended: HashMap<u64, Micros>,
     commands: HashMap<u64, Command>,
@@ -252,6 +277,8 @@ impl Default for Aggregator {
             end_to_end: histogram(),
             connect: histogram(),
             send_lag: histogram(),
+            reconnect: histogram(),
+            backlog: histogram(),
             intended: HashMap::new(),
             commands: HashMap::new(),
             ledger: Ledger::default(),
@@ -300,6 +327,16 @@ impl Aggregator {
                     lat(&mut sec.routing, intended, at);
                 }
             }
+            Event::Backlog { cid, intended, at } => {
+                let c = self.commands.entry(cid).or_default();
+                c.deliveries += 1;
+                if c.deliveries == 1 {
+                    lat(&mut self.backlog, intended, at);
+                    self.ledger.delivered_after_reconnect += 1;
+                    self.second(at).delivered += 1;
+                }
+            }
+            Event::Reconnected { dropped, at } => lat(&mut self.reconnect, dropped, at),
             Event::Update { sent, at, out_of_order, .. } => {
                 lat(&mut self.update, sent, at);
                 lat(&mut self.second(at).update, sent, at);
@@ -354,6 +391,8 @@ impl Aggregator {
             end_to_end: summarize(&self.end_to_end),
             connect: summarize(&self.connect),
             send_lag: summarize(&self.send_lag),
+            reconnect: summarize(&self.reconnect),
+            backlog: summarize(&self.backlog),
             ledger: self.ledger,
             errors: self.errors,
             timeseries,
@@ -391,6 +430,20 @@ mod tests {
         assert_eq!(s.command_routing.max_ms, 2.0);
         assert_eq!(s.send_lag.p50_ms, 0.1);
         assert_eq!(s.end_to_end.count, 1);
+    }
+
+    #[test]
+    fn backlog_deliveries_count_as_delivered_but_not_as_routing() {
+        let mut a = Aggregator::default();
+        a.record(Event::Sent { cid: 1, intended: 0, actual: 10 });
+        a.record(Event::Accepted { cid: 1, at: 20 });
+        a.record(Event::Backlog { cid: 1, intended: 0, at: 5_000_000 });
+        a.record(Event::Reconnected { dropped: 1_000_000, at: 1_250_000 });
+        let s = a.finish();
+        assert_eq!((s.ledger.delivered, s.ledger.lost, s.ledger.delivered_after_reconnect), (1, 0, 1));
+        assert_eq!(s.command_routing.count, 0);
+        assert_eq!(s.backlog.count, 1);
+        assert!((s.reconnect.p50_ms - 250.0).abs() < 1.0, "{:?}", s.reconnect);
     }
 
     #[test]

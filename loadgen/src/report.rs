@@ -128,6 +128,7 @@ fn slo_checks(slo: &Slo, stats: &Stats) -> Vec<SloCheck> {
         check("command_routing_p99_ms", slo.command_routing_p99_ms, stats.command_routing.p99_ms),
         check("update_p99_ms", slo.update_p99_ms, stats.update.p99_ms),
         check("connect_p99_ms", slo.connect_p99_ms, stats.connect.p99_ms),
+        check("reconnect_p99_ms", slo.reconnect_p99_ms, stats.reconnect.p99_ms),
         check("lost", slo.max_lost as f64, stats.ledger.lost as f64),
     ]
 }
@@ -202,12 +203,14 @@ impl Report {
             "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
         );
         let s = &self.stats;
-        let rows: [(&str, &Latency); 6] = [
+        let rows: [(&str, &Latency); 8] = [
             ("command routing", &s.command_routing),
             ("update", &s.update),
             ("accept", &s.accept),
             ("end to end", &s.end_to_end),
             ("connect", &s.connect),
+            ("reconnect", &s.reconnect),
+            ("backlog delivery", &s.backlog),
             ("send lag", &s.send_lag),
         ];
         for (name, l) in rows {
@@ -220,10 +223,11 @@ impl Report {
         let l = &s.ledger;
         let _ = writeln!(
             out,
-            "\nledger: sent {} accepted {} delivered {} lost {} duplicated {} unacknowledged {} completed {} updates {} out-of-order {}",
+            "\nledger: sent {} accepted {} delivered {} (after reconnect {}) lost {} duplicated {} unacknowledged {} completed {} updates {} out-of-order {}",
             l.sent,
             l.accepted,
             l.delivered,
+            l.delivered_after_reconnect,
             l.lost,
             l.duplicated,
             l.unacknowledged,

@@ -96,6 +96,11 @@ async fn provision_user(addr: SocketAddr, desktops: u32, mobiles: u32) -> Result
 /// Deterministic per-phone start offset in [0, 1) s (splitmix64 of seed and index), so phones do
 /// not all send on the same tick.
 fn offset(seed: u64, index: u64) -> f64 {
+    pick(seed, index)
+}
+
+/// A deterministic number in [0, 1) for (seed, index): splitmix64.
+pub(crate) fn pick(seed: u64, index: u64) -> f64 {
     let mut z = seed.wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -143,9 +148,11 @@ pub async fn run(scenario: Scenario, addr: SocketAddr, target: String) -> Result
     });
     let mut tasks = Vec::new();
     let mut index = 0u64;
+    let mut desktop_index = 0u64;
     for user in users {
         for d in user.desktops {
-            tasks.push(tokio::spawn(device::desktop(shared.clone(), d)));
+            tasks.push(tokio::spawn(device::desktop(shared.clone(), d, desktop_index)));
+            desktop_index += 1;
         }
         for m in user.mobiles {
             tasks.push(tokio::spawn(device::mobile(shared.clone(), m, index, offset(scenario.seed, index))));

@@ -25,6 +25,9 @@ pub struct Scenario {
     /// Budgets the verdict checks.
     #[serde(default)]
     pub slo: Slo,
+    /// Desktops going away and coming back (a `duration_s` of 0 is a reconnect storm).
+    #[serde(default)]
+    pub offline: Vec<Offline>,
     /// Seconds after the last phase during which deliveries are still awaited before the ledger
     /// is closed (undelivered commands then count as lost).
     #[serde(default = "default_drain")]
@@ -71,6 +74,23 @@ pub struct Phase {
     pub rate_per_mobile: f64,
 }
 
+/// An offline step: a share of the desktops drops its connection at `at_s` (seconds after the
+/// load starts) and reconnects `duration_s` later; commands sent meanwhile queue in the relay and
+/// must drain after the reconnect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Offline {
+    /// When the desktops go, seconds after the load starts.
+    pub at_s: f64,
+    /// How long they stay away (0: reconnect at once, a reconnect storm).
+    pub duration_s: f64,
+    /// Share of the desktops that go, 0 < fraction <= 1 (chosen by the seed).
+    pub fraction: f64,
+    /// Drop the TCP connection without a WebSocket close (true, default) or close cleanly.
+    #[serde(default = "yes")]
+    pub abrupt: bool,
+}
+
 /// What a command causes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -99,11 +119,19 @@ pub struct Slo {
     pub max_lost: u64,
     /// Connection setup (connect -> welcome), p99, ms.
     pub connect_p99_ms: f64,
+    /// Connection recovery after an offline step (drop -> next welcome), p99, ms.
+    pub reconnect_p99_ms: f64,
 }
 
 impl Default for Slo {
     fn default() -> Self {
-        Slo { command_routing_p99_ms: 500.0, update_p99_ms: 200.0, max_lost: 0, connect_p99_ms: 5000.0 }
+        Slo {
+            command_routing_p99_ms: 500.0,
+            update_p99_ms: 200.0,
+            max_lost: 0,
+            connect_p99_ms: 5000.0,
+            reconnect_p99_ms: 5000.0,
+        }
     }
 }
 
@@ -117,6 +145,10 @@ fn default_drain() -> f64 {
 
 fn one() -> u32 {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A scenario file that cannot be used, with its location.
@@ -176,6 +208,14 @@ impl Scenario {
             }
             if !(p.rate_per_mobile >= 0.0 && p.rate_per_mobile.is_finite()) {
                 return bad(format!("phases[{i}].rate_per_mobile"), "must be zero or positive");
+            }
+        }
+        for (i, o) in self.offline.iter().enumerate() {
+            if !(o.at_s >= 0.0 && o.at_s.is_finite() && o.duration_s >= 0.0 && o.duration_s.is_finite()) {
+                return bad(format!("offline[{i}]"), "at_s and duration_s must be zero or positive seconds");
+            }
+            if !(o.fraction > 0.0 && o.fraction <= 1.0) {
+                return bad(format!("offline[{i}].fraction"), "must be in (0, 1]");
             }
         }
         if !(self.drain_s >= 0.0 && self.drain_s.is_finite()) {

@@ -151,3 +151,34 @@ fn shipped_scenarios_parse_and_match_the_schema() {
     }
     assert!(n >= 1, "no scenario files");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_queued_while_desktops_are_offline_all_drain() {
+    let text = r#"
+name = "offline"
+seed = 3
+drain_s = 2
+[population]
+users = 6
+[[phases]]
+name = "steady"
+kind = "steady"
+duration_s = 3
+rate_per_mobile = 4
+[[offline]]
+at_s = 0.5
+duration_s = 1.5
+fraction = 1.0
+"#;
+    let report = run_embedded(Scenario::from_toml("offline.toml", text).unwrap()).await;
+    let l = &report.stats.ledger;
+    assert_eq!((l.sent, l.delivered, l.lost), (72, 72, 0), "{}", report.to_table());
+    assert!(
+        l.delivered_after_reconnect >= 6 * 4,
+        "a 1.5 s outage at 4/s queues commands: {}",
+        report.to_table()
+    );
+    assert_eq!(report.stats.reconnect.count, 6, "every desktop came back once");
+    assert_eq!(report.stats.command_routing.count + l.delivered_after_reconnect, l.delivered);
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.to_table());
+}
