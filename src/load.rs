@@ -18,6 +18,9 @@ pub(crate) struct LoadArgs {
     /// this process on a free loopback port (in memory).
     #[arg(long)]
     target: Option<String>,
+    /// No per-second progress lines on stderr.
+    #[arg(long)]
+    quiet: bool,
     /// Write the JSON report here (schema: schemas/tools/load-report.json).
     #[arg(long)]
     report_json: Option<PathBuf>,
@@ -36,13 +39,16 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let file = args.scenario.display().to_string();
     let text = std::fs::read_to_string(&args.scenario).with_context(|| format!("reading {file}"))?;
     let scenario = Scenario::from_toml(&file, &text)?;
+    let options = relaykit_loadgen::Options { progress: !args.quiet };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let report = runtime.block_on(async {
         match &args.target {
             Some(target) => {
                 let addr = resolve(target)?;
-                Ok::<_, anyhow::Error>(relaykit_loadgen::run(scenario, addr, target.clone()).await?)
+                Ok::<_, anyhow::Error>(
+                    relaykit_loadgen::run_with(scenario, addr, target.clone(), options).await?,
+                )
             }
             None => {
                 let config = relaykit_server::Config {
@@ -61,7 +67,7 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
                     };
                     relaykit_server::run(listener, relay, &config, shutdown).await
                 });
-                let report = relaykit_loadgen::run(scenario, addr, "embedded".into()).await;
+                let report = relaykit_loadgen::run_with(scenario, addr, "embedded".into(), options).await;
                 let _ = stop.send(());
                 let _ = server.await;
                 Ok(report?)

@@ -297,6 +297,25 @@ impl Aggregator {
         &mut self.seconds[s]
     }
 
+    /// One line of live progress about second `s` (complete once `s + 1` has begun): rates,
+    /// that second's p99s, connections so far, errors so far.
+    pub fn progress_line(&self, s: u64) -> String {
+        let p99 =
+            |h: &Histogram<u64>| if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 };
+        let errors: u64 = self.errors.values().sum();
+        match self.seconds.get(s as usize) {
+            Some(sec) => format!(
+                "t={s:>4}s  connected={:<6} sent/s={:<6} delivered/s={:<6} routing p99={:>8.2} ms  update p99={:>8.2} ms  errors={errors}",
+                self.connect.len(),
+                sec.sent,
+                sec.delivered,
+                p99(&sec.routing),
+                p99(&sec.update)
+            ),
+            None => format!("t={s:>4}s  connected={:<6} (no traffic)  errors={errors}", self.connect.len()),
+        }
+    }
+
     /// Folds one event in.
     pub fn record(&mut self, event: Event) {
         let lat = |h: &mut Histogram<u64>, from: Micros, to: Micros| {

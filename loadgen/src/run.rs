@@ -108,8 +108,25 @@ pub(crate) fn pick(seed: u64, index: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// How a run behaves (as opposed to what it simulates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Options {
+    /// Print one progress line per second on stderr.
+    pub progress: bool,
+}
+
 /// Runs `scenario` against the relay at `addr` (`target` names it in the report).
 pub async fn run(scenario: Scenario, addr: SocketAddr, target: String) -> Result<Report, LoadError> {
+    run_with(scenario, addr, target, Options::default()).await
+}
+
+/// [`run`] with options.
+pub async fn run_with(
+    scenario: Scenario,
+    addr: SocketAddr,
+    target: String,
+    options: Options,
+) -> Result<Report, LoadError> {
     let p = &scenario.population;
     let users: Vec<User> = futures_util::stream::iter(0..p.users)
         .map(|_| provision_user(addr, p.desktops_per_user, p.mobiles_per_user))
@@ -139,10 +156,24 @@ pub async fn run(scenario: Scenario, addr: SocketAddr, target: String) -> Result
         stop,
         addr,
     };
+    let progress = options.progress;
     let aggregator = tokio::spawn(async move {
         let mut agg = Aggregator::default();
-        while let Some(event) = rx.recv().await {
-            agg.record(event);
+        // Live progress: one plain line per second on stderr (no terminal control codes, so logs
+        // of CI runs stay readable).
+        let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+        let mut second = 0u64;
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(event) => agg.record(event),
+                    None => break,
+                },
+                _ = tick.tick(), if progress => {
+                    eprintln!("{}", agg.progress_line(second));
+                    second += 1;
+                }
+            }
         }
         agg.finish()
     });
