@@ -247,6 +247,18 @@ fn offline_windows(scenario: &Scenario, index: u64) -> std::collections::VecDequ
         .filter(|(i, o)| crate::run::pick(scenario.seed ^ (*i as u64 + 1), index) < o.fraction)
         .map(|(_, o)| (o.at_s, o.at_s + o.duration_s, o.abrupt))
         .collect();
+    if let Some(churn) = &scenario.churn {
+        let minutes = (scenario.load_duration_s() / 60.0).ceil() as u64;
+        for m in 0..minutes {
+            let salt = scenario.seed.rotate_left(17) ^ (m + 1).wrapping_mul(0xA24B_AED4_963E_E407);
+            if crate::run::pick(salt, index) < churn.per_minute {
+                let at = m as f64 * 60.0 + crate::run::pick(salt ^ 0x5851_F42D, index) * 60.0;
+                if at < scenario.load_duration_s() {
+                    w.push((at, at, churn.abrupt));
+                }
+            }
+        }
+    }
     w.sort_by(|a, b| a.0.total_cmp(&b.0));
     w.into()
 }
@@ -362,4 +374,35 @@ async fn answer(ws: &mut Ws, shared: &Shared, cid: u64, phone: &str, updates: u3
         e2e: None,
     };
     let _ = ws.send(Message::text(encode(&ClientFrame::send(DurableKind::ToolComplete, done)))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(extra: &str) -> Scenario {
+        let text = format!(
+            "name = \"t\"\n[population]\nusers = 1\n[[phases]]\nname = \"s\"\nkind = \"steady\"\nduration_s = 120\nrate_per_mobile = 1\n{extra}"
+        );
+        Scenario::from_toml("t.toml", &text).unwrap()
+    }
+
+    #[test]
+    fn offline_steps_pick_their_share_of_desktops() {
+        let s = scenario("[[offline]]\nat_s = 10\nduration_s = 2\nfraction = 0.25\n");
+        let picked = (0..2000).filter(|d| !offline_windows(&s, *d).is_empty()).count();
+        assert!((400..600).contains(&picked), "{picked} of 2000 for 25%");
+        let w = (0..2000).map(|d| offline_windows(&s, d)).find(|w| !w.is_empty()).unwrap();
+        assert_eq!(w[0], (10.0, 12.0, true));
+    }
+
+    #[test]
+    fn churn_drops_about_its_share_per_minute() {
+        let s = scenario("[churn]\nper_minute = 0.1\nabrupt = false\n");
+        let windows: Vec<_> = (0..1000).flat_map(|d| offline_windows(&s, d)).collect();
+        // 2 minutes x 1000 desktops x 10%: about 200 drops, each a storm-like 0 s window.
+        assert!((150..250).contains(&windows.len()), "{}", windows.len());
+        assert!(windows.iter().all(|(a, b, abrupt)| a == b && !abrupt && (0.0..120.0).contains(a)));
+        assert_eq!(offline_windows(&s, 7), offline_windows(&s, 7), "deterministic");
+    }
 }

@@ -28,6 +28,9 @@ pub struct Scenario {
     /// Desktops going away and coming back (a `duration_s` of 0 is a reconnect storm).
     #[serde(default)]
     pub offline: Vec<Offline>,
+    /// Background connection churn of the desktops.
+    #[serde(default)]
+    pub churn: Option<Churn>,
     /// Seconds after the last phase during which deliveries are still awaited before the ledger
     /// is closed (undelivered commands then count as lost).
     #[serde(default = "default_drain")]
@@ -87,6 +90,18 @@ pub struct Offline {
     /// Share of the desktops that go, 0 < fraction <= 1 (chosen by the seed).
     pub fraction: f64,
     /// Drop the TCP connection without a WebSocket close (true, default) or close cleanly.
+    #[serde(default = "yes")]
+    pub abrupt: bool,
+}
+
+/// Churn: every minute of the load, each desktop drops its connection with probability
+/// `per_minute` at a random moment of that minute and reconnects at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Churn {
+    /// Share of the desktops dropped per minute, 0 < per_minute <= 1.
+    pub per_minute: f64,
+    /// Abrupt TCP drops (true, default) or clean WebSocket closes.
     #[serde(default = "yes")]
     pub abrupt: bool,
 }
@@ -217,6 +232,11 @@ impl Scenario {
             if !(o.fraction > 0.0 && o.fraction <= 1.0) {
                 return bad(format!("offline[{i}].fraction"), "must be in (0, 1]");
             }
+        }
+        if let Some(c) = &self.churn
+            && !(c.per_minute > 0.0 && c.per_minute <= 1.0)
+        {
+            return bad("churn.per_minute".into(), "must be in (0, 1]");
         }
         if !(self.drain_s >= 0.0 && self.drain_s.is_finite()) {
             return bad("drain_s".into(), "must be zero or positive");
