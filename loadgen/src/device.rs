@@ -11,8 +11,8 @@ use futures_util::{SinkExt, StreamExt};
 use relaykit_protocol::client::{Ack, Heartbeat, Hello, Publish, Send};
 use relaykit_protocol::rest::Registered;
 use relaykit_protocol::{
-    ClientFrame, DecodeLimits, DeviceType, DurableKind, LiveKind, PROTOCOL_V1, RawJson, ServerFrame, Target,
-    decode_server, encode,
+    ClientFrame, DecodeLimits, DeviceType, DurableKind, E2eEnvelope, LiveKind, PROTOCOL_V1, RawJson,
+    ServerFrame, Target, decode_server, encode,
 };
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -123,8 +123,38 @@ fn stamp(cid: u64, t: Micros, pad: usize) -> RawJson {
 
 /// Reads `(cid, t)` back from a payload.
 fn read_stamp(payload: Option<&RawJson>) -> Option<(u64, Micros)> {
-    let value: serde_json::Value = serde_json::from_str(payload?.get()).ok()?;
+    stamp_of(payload?.get())
+}
+
+fn stamp_of(text: &str) -> Option<(u64, Micros)> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
     Some((value["lg"]["c"].as_u64()?, value["lg"]["t"].as_u64()?))
+}
+
+/// A body: plain `payload`, or the same text as the "ciphertext" of an `e2e` envelope.
+fn body(stamp: RawJson, e2e: bool) -> (Option<RawJson>, Option<E2eEnvelope>) {
+    if !e2e {
+        return (Some(stamp), None);
+    }
+    use base64::Engine as _;
+    let ciphertext = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(stamp.get());
+    let envelope = E2eEnvelope {
+        alg: "relaykit-load-plain".into(),
+        kid: "load".into(),
+        nonce: "AAAA".into(),
+        ciphertext,
+    };
+    (None, Some(envelope))
+}
+
+/// Reads `(cid, t)` back from either kind of body.
+fn read_body(payload: Option<&RawJson>, e2e: Option<&E2eEnvelope>) -> Option<(u64, Micros)> {
+    if let Some(e) = e2e {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&e.ciphertext).ok()?;
+        return stamp_of(std::str::from_utf8(&bytes).ok()?);
+    }
+    read_stamp(payload)
 }
 
 /// Answers relay pings and acks receipts; other frames are the caller's.
@@ -177,14 +207,15 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
                 seq += 1;
                 next = scenario.time_of_send(seq as f64 + offset_s);
                 let intended = ((lead + t) * 1_000_000.0) as Micros;
+                let (payload, e2e) = body(stamp(cid, intended, pad), scenario.workload.e2e);
                 let send = Send {
                     id: format!("c{cid}"),
                     to: Target::Role(DeviceType::Desktop),
                     priority: None,
                     ttl_ms: None,
                     max_attempts: None,
-                    payload: Some(stamp(cid, intended, pad)),
-                    e2e: None,
+                    payload,
+                    e2e,
                 };
                 let text = encode(&ClientFrame::send(DurableKind::NewTask, send));
                 if ws.send(Message::text(text)).await.is_err() {
@@ -212,7 +243,7 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
                     }
                     f if f.as_event().is_some() => {
                         let (_, e) = f.as_event().expect("checked");
-                        if let Some((cid, sent)) = read_stamp(e.payload.as_ref()) {
+                        if let Some((cid, sent)) = read_body(e.payload.as_ref(), e.e2e.as_ref()) {
                             let last = last_pseq.entry(e.stream.clone()).or_insert(0);
                             let out_of_order = e.pseq <= *last;
                             *last = e.pseq.max(*last);
@@ -221,7 +252,7 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
                     }
                     f if f.as_delivery().is_some() => {
                         let (_, d) = f.as_delivery().expect("checked");
-                        if let Some((cid, _)) = read_stamp(d.payload.as_ref()) {
+                        if let Some((cid, _)) = read_body(d.payload.as_ref(), d.e2e.as_ref()) {
                             last_pseq.remove(&format!("s{cid}"));
                             shared.report(Event::Completed { cid, at });
                         }
@@ -320,7 +351,7 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
                 let Some((DurableKind::NewTask, d)) = frame.as_delivery() else { continue };
                 let at = shared.now();
                 let _ = ws.send(Message::text(encode(&ClientFrame::Ack(Ack { seq: d.seq })))).await;
-                let Some((cid, intended)) = read_stamp(d.payload.as_ref()) else { continue };
+                let Some((cid, intended)) = read_body(d.payload.as_ref(), d.e2e.as_ref()) else { continue };
                 if intended < back_at {
                     shared.report(Event::Backlog { cid, intended, at });
                 } else {
@@ -354,25 +385,15 @@ async fn answer(ws: &mut Ws, shared: &Shared, cid: u64, phone: &str, updates: u3
     let stream = format!("s{cid}");
     let kinds = std::iter::once(LiveKind::ToolStart)
         .chain(std::iter::repeat_n(LiveKind::ToolProgress, updates as usize));
+    let e2e = shared.scenario.workload.e2e;
     for kind in kinds {
-        let publish = Publish {
-            id: None,
-            stream: stream.clone(),
-            to: to.clone(),
-            payload: Some(stamp(cid, shared.now(), 0)),
-            e2e: None,
-        };
+        let (payload, e2e) = body(stamp(cid, shared.now(), 0), e2e);
+        let publish = Publish { id: None, stream: stream.clone(), to: to.clone(), payload, e2e };
         let _ = ws.feed(Message::text(encode(&ClientFrame::publish(kind, publish)))).await;
     }
-    let done = Send {
-        id: format!("d{cid}"),
-        to,
-        priority: None,
-        ttl_ms: None,
-        max_attempts: None,
-        payload: Some(stamp(cid, shared.now(), 0)),
-        e2e: None,
-    };
+    let (payload, e2e) = body(stamp(cid, shared.now(), 0), e2e);
+    let done =
+        Send { id: format!("d{cid}"), to, priority: None, ttl_ms: None, max_attempts: None, payload, e2e };
     let _ = ws.send(Message::text(encode(&ClientFrame::send(DurableKind::ToolComplete, done)))).await;
 }
 

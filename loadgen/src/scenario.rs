@@ -114,11 +114,15 @@ pub struct Workload {
     pub progress_updates: u32,
     /// Padding added to each command's payload, bytes.
     pub payload_bytes: usize,
+    /// Send every body as an end-to-end envelope (`e2e`) instead of plain `payload`: the relay
+    /// must carry it opaque. The generator does not encrypt (the relay cannot tell); it measures
+    /// the relay's cost of opaque bodies.
+    pub e2e: bool,
 }
 
 impl Default for Workload {
     fn default() -> Self {
-        Workload { progress_updates: 3, payload_bytes: 256 }
+        Workload { progress_updates: 3, payload_bytes: 256, e2e: false }
     }
 }
 

@@ -118,6 +118,21 @@ fn assert_self_contained_html(report: &Report) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_bodies_are_relayed_and_measured_like_plain_ones() {
+    let mut scenario = tiny(500.0);
+    scenario.workload.e2e = true;
+    let report = run_embedded(scenario).await;
+    let l = &report.stats.ledger;
+    assert_eq!(
+        (l.sent, l.delivered, l.completed, l.updates, l.lost),
+        (24, 24, 24, 96, 0),
+        "{}",
+        report.to_table()
+    );
+    assert_eq!(report.stats.command_routing.count, 24);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_impossible_budget_is_breached() {
     let report = run_embedded(tiny(0.000_001)).await;
     assert_eq!(report.verdict, Verdict::SloBreached, "{}", report.to_table());
