@@ -39,6 +39,7 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let file = args.scenario.display().to_string();
     let text = std::fs::read_to_string(&args.scenario).with_context(|| format!("reading {file}"))?;
     let scenario = Scenario::from_toml(&file, &text)?;
+    relaykit_loadgen::check_limits(&scenario, args.target.is_none())?;
     let options = relaykit_loadgen::Options { progress: !args.quiet };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;

@@ -36,6 +36,8 @@ pub struct Shared {
     pub go: watch::Receiver<Option<f64>>,
     /// Counts devices that finished connecting (or gave up), for the start barrier.
     pub ready: Arc<std::sync::atomic::AtomicUsize>,
+    /// Round-robin counter over the loopback source addresses.
+    pub next_source: Arc<std::sync::atomic::AtomicUsize>,
     /// Bounds handshakes in progress: thousands of simultaneous SYNs overflow the listen backlog
     /// and turn into 1 s, 3 s, 7 s retransmissions.
     pub connect_slots: Arc<tokio::sync::Semaphore>,
@@ -61,6 +63,33 @@ impl Shared {
 
 type Ws = WebSocketStream<TcpStream>;
 
+/// Loopback source addresses used in turn: one source address offers about 28,000 ephemeral
+/// ports towards one destination, so large runs spread over 127.0.0.1-127.0.0.16.
+const LOOPBACK_SOURCES: u8 = 16;
+
+/// A TCP connection to the target; towards 127.0.0.1 from a rotating 127.0.0.x source.
+async fn open_tcp(shared: &Shared) -> std::io::Result<TcpStream> {
+    if let SocketAddr::V4(target) = shared.addr
+        && target.ip().is_loopback()
+    {
+        let n = shared.next_source.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let source = std::net::Ipv4Addr::new(127, 0, 0, 1 + (n % usize::from(LOOPBACK_SOURCES)) as u8);
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((source, 0)))?;
+        return socket.connect(shared.addr).await;
+    }
+    TcpStream::connect(shared.addr).await
+}
+
+/// Error code for an I/O failure; names the descriptor limit when that is the cause.
+fn io_code(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(24) => "too_many_open_files".into(), // EMFILE
+        Some(99) => "no_ephemeral_ports".into(),  // EADDRNOTAVAIL
+        _ => "connect".into(),
+    }
+}
+
 /// Connects and authenticates; reports the connect time (first connections only: reconnects
 /// are timed by [`reconnect`]).
 async fn connect(shared: &Shared, token: &str) -> Option<Ws> {
@@ -70,7 +99,8 @@ async fn connect(shared: &Shared, token: &str) -> Option<Ws> {
 async fn connect_as(shared: &Shared, token: &str, first: bool) -> Option<Ws> {
     let _slot = shared.connect_slots.acquire().await.ok()?;
     let started = shared.now();
-    let stream = TcpStream::connect(shared.addr).await.ok()?;
+    let stream =
+        open_tcp(shared).await.map_err(|e| shared.report(Event::Error { code: io_code(&e) })).ok()?;
     // Commands are small: send them now, not after the peer's delayed ACK (Nagle).
     stream.set_nodelay(true).ok()?;
     let mut request = format!("ws://{}/v1/ws", shared.addr).into_client_request().ok()?;

@@ -19,5 +19,5 @@ pub mod run;
 pub mod scenario;
 
 pub use report::Report;
-pub use run::{LoadError, Options, run, run_with};
+pub use run::{LoadError, Options, check_limits, run, run_with};
 pub use scenario::Scenario;

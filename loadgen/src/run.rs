@@ -23,6 +23,37 @@ pub enum LoadError {
     /// Registering or pairing devices failed.
     #[error("provisioning: {0}")]
     Provision(String),
+    /// A machine limit would be hit: says which and what to do.
+    #[error("{0}")]
+    Limit(String),
+}
+
+/// File descriptors the process may open (soft `Max open files` of /proc/self/limits).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Fails early, naming the limit, when the population cannot fit: one descriptor per simulated
+/// device, plus the relay's side when it runs in this process.
+pub fn check_limits(scenario: &Scenario, embedded_relay: bool) -> Result<(), LoadError> {
+    let p = &scenario.population;
+    let devices = u64::from(p.users) * u64::from(p.desktops_per_user + p.mobiles_per_user);
+    let needed = devices * if embedded_relay { 2 } else { 1 } + 256;
+    if let Some(limit) = open_files_limit()
+        && needed > limit
+    {
+        let advice = if embedded_relay {
+            "run the relay as its own process and pass --target, or simulate fewer devices"
+        } else {
+            "raise the limit (ulimit -n) or split the population"
+        };
+        return Err(LoadError::Limit(format!(
+            "{devices} devices need about {needed} file descriptors but this process may open {limit} (Max open files): {advice}"
+        )));
+    }
+    Ok(())
 }
 
 /// The simulated devices of one user.
@@ -150,6 +181,7 @@ pub async fn run_with(
         start,
         go,
         ready: ready.clone(),
+        next_source: Arc::default(),
         connect_slots,
         events,
         scenario: scenario.clone(),
@@ -216,6 +248,21 @@ pub async fn run_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_population_beyond_the_descriptor_limit_is_refused_naming_it() {
+        let Some(limit) = open_files_limit() else { return }; // not Linux: nothing to read
+        let users = (limit / 2 + 1) as u32;
+        let text = format!(
+            "name = \"big\"\n[population]\nusers = {users}\n[[phases]]\nname = \"s\"\nkind = \"steady\"\nduration_s = 1\nrate_per_mobile = 1\n"
+        );
+        let scenario = Scenario::from_toml("big.toml", &text).unwrap();
+        let err = check_limits(&scenario, false).unwrap_err().to_string();
+        assert!(err.contains("Max open files") && err.contains(&limit.to_string()), "{err}");
+        let small =
+            Scenario::from_toml("s.toml", &text.replace(&format!("users = {users}"), "users = 2")).unwrap();
+        assert!(check_limits(&small, true).is_ok());
+    }
 
     #[test]
     fn offsets_are_deterministic_and_spread() {
