@@ -21,6 +21,10 @@ pub(crate) struct LoadArgs {
     /// No per-second progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Write an HdrHistogram interval log here (per-second routing and update histograms,
+    /// V2+DEFLATE, microseconds; readable by HistogramLogAnalyzer).
+    #[arg(long)]
+    hdr_log: Option<PathBuf>,
     /// Write the JSON report here (schema: schemas/tools/load-report.json).
     #[arg(long)]
     report_json: Option<PathBuf>,
@@ -40,7 +44,7 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.scenario).with_context(|| format!("reading {file}"))?;
     let scenario = Scenario::from_toml(&file, &text)?;
     relaykit_loadgen::check_limits(&scenario, args.target.is_none())?;
-    let options = relaykit_loadgen::Options { progress: !args.quiet };
+    let options = relaykit_loadgen::Options { progress: !args.quiet, hdr_log: args.hdr_log.clone() };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let report = runtime.block_on(async {
@@ -48,7 +52,7 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
             Some(target) => {
                 let addr = resolve(target)?;
                 Ok::<_, anyhow::Error>(
-                    relaykit_loadgen::run_with(scenario, addr, target.clone(), options).await?,
+                    relaykit_loadgen::run_with(scenario, addr, target.clone(), options.clone()).await?,
                 )
             }
             None => {
@@ -68,7 +72,8 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
                     };
                     relaykit_server::run(listener, relay, &config, shutdown).await
                 });
-                let report = relaykit_loadgen::run_with(scenario, addr, "embedded".into(), options).await;
+                let report =
+                    relaykit_loadgen::run_with(scenario, addr, "embedded".into(), options.clone()).await;
                 let _ = stop.send(());
                 let _ = server.await;
                 Ok(report?)

@@ -100,7 +100,19 @@ fn check_against_serve_writes_valid_json_and_junit() {
 #[test]
 fn load_smoke_scenario_passes_with_the_embedded_relay() {
     let json = std::env::temp_dir().join(format!("relaykit-cli-load-{}.json", std::process::id()));
-    let (code, out) = relaykit(&["load", "scenarios/smoke.toml", "--report-json", json.to_str().unwrap()]);
+    let html = json.with_extension("html");
+    let hlog = json.with_extension("hlog");
+    let (code, out) = relaykit(&[
+        "load",
+        "scenarios/smoke.toml",
+        "--quiet",
+        "--report-json",
+        json.to_str().unwrap(),
+        "--report-html",
+        html.to_str().unwrap(),
+        "--hdr-log",
+        hlog.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("verdict: Pass"), "{out}");
     let (code, out) = relaykit(&["validate", "--schema", "tools/load-report", json.to_str().unwrap()]);
@@ -108,7 +120,13 @@ fn load_smoke_scenario_passes_with_the_embedded_relay() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["stats"]["ledger"]["lost"], 0);
     assert_eq!(report["stats"]["ledger"]["sent"], report["stats"]["ledger"]["delivered"]);
-    let _ = std::fs::remove_file(json);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && page.contains("smoke"), "HTML report");
+    let log = std::fs::read_to_string(&hlog).unwrap();
+    assert!(log.lines().filter(|l| l.starts_with("Tag=routing,")).count() >= 5, "interval log:\n{log}");
+    for f in [json, html, hlog] {
+        let _ = std::fs::remove_file(f);
+    }
 }
 
 /// A scenario mistake names the file, line and key, and exits 2.

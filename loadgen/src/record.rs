@@ -155,6 +155,45 @@ fn p99_ms(h: &Histogram<u64>) -> f64 {
     if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 }
 }
 
+/// Per-second histograms of a run, for an HdrHistogram interval log.
+#[derive(Debug)]
+pub struct Intervals {
+    // (routing, update) per second since time zero.
+    seconds: Vec<(Histogram<u64>, Histogram<u64>)>,
+}
+
+impl Intervals {
+    /// Writes an HdrHistogram interval log (`.hlog`, V2 + DEFLATE, values in microseconds,
+    /// tags `routing` and `update`), readable by HistogramLogAnalyzer and mergeable across
+    /// processes.
+    pub fn write_hlog(
+        &self,
+        out: &mut impl std::io::Write,
+        started: std::time::SystemTime,
+    ) -> std::io::Result<()> {
+        use hdrhistogram::serialization::V2DeflateSerializer;
+        use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+        let mut serializer = V2DeflateSerializer::new();
+        let mut log = IntervalLogWriterBuilder::new()
+            .add_comment("relaykit load: per-second latency histograms, values in microseconds")
+            .with_start_time(started)
+            .with_base_time(started)
+            .with_max_value_divisor(1000.0)
+            .begin_log_with(out, &mut serializer)?;
+        let second = std::time::Duration::from_secs(1);
+        for (t, (routing, update)) in self.seconds.iter().enumerate() {
+            let at = std::time::Duration::from_secs(t as u64);
+            for (tag, h) in [("routing", routing), ("update", update)] {
+                if !h.is_empty() {
+                    log.write_histogram(h, at, second, Tag::new(tag))
+                        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Per-command state of the ledger.
 #[derive(Debug, Clone, Copy, Default)]
 struct Command {
@@ -377,7 +416,12 @@ impl Aggregator {
     }
 
     /// Closes the ledger and summarizes.
-    pub fn finish(mut self) -> Stats {
+    pub fn finish(self) -> Stats {
+        self.finish_with_intervals().0
+    }
+
+    /// [`Aggregator::finish`], also handing back the per-second histograms for an interval log.
+    pub fn finish_with_intervals(mut self) -> (Stats, Intervals) {
         for c in self.commands.values() {
             if c.accepted {
                 self.ledger.accepted += 1;
@@ -403,7 +447,7 @@ impl Aggregator {
                 update_p99_ms: p99_ms(&s.update),
             })
             .collect();
-        Stats {
+        let stats = Stats {
             command_routing: summarize(&self.routing),
             update: summarize(&self.update),
             accept: summarize(&self.accept),
@@ -415,7 +459,10 @@ impl Aggregator {
             ledger: self.ledger,
             errors: self.errors,
             timeseries,
-        }
+        };
+        let intervals =
+            Intervals { seconds: self.seconds.into_iter().map(|s| (s.routing, s.update)).collect() };
+        (stats, intervals)
     }
 }
 
@@ -463,6 +510,40 @@ mod tests {
         assert_eq!(s.command_routing.count, 0);
         assert_eq!(s.backlog.count, 1);
         assert!((s.reconnect.p50_ms - 250.0).abs() < 1.0, "{:?}", s.reconnect);
+    }
+
+    #[test]
+    fn the_interval_log_holds_one_histogram_per_second_and_tag() {
+        let mut a = Aggregator::default();
+        for i in 0..3u64 {
+            a.record(Event::Sent { cid: i, intended: i * 1_000_000, actual: i * 1_000_000 });
+            a.record(Event::Delivered { cid: i, intended: i * 1_000_000, at: i * 1_000_000 + 2_000 });
+        }
+        a.record(Event::Update { cid: 0, sent: 100, at: 600, out_of_order: false });
+        let (_, intervals) = a.finish_with_intervals();
+        let mut out = Vec::new();
+        intervals.write_hlog(&mut out, std::time::UNIX_EPOCH).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let tagged = |tag: &str| text.lines().filter(|l| l.starts_with(&format!("Tag={tag},"))).count();
+        assert_eq!((tagged("routing"), tagged("update")), (3, 1), "{text}");
+        assert!(text.contains("#[StartTime: 0.000"), "{text}");
+        // Round trip: the log reads back with the same counts.
+        let mut histograms = 0;
+        for entry in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(text.as_bytes()) {
+            if let Ok(hdrhistogram::serialization::interval_log::LogEntry::Interval(i)) = entry {
+                let bytes = base64_decode(i.encoded_histogram());
+                let h: Histogram<u64> =
+                    hdrhistogram::serialization::Deserializer::new().deserialize(&mut &bytes[..]).unwrap();
+                assert_eq!(h.len(), 1);
+                histograms += 1;
+            }
+        }
+        assert_eq!(histograms, 4);
+    }
+
+    fn base64_decode(text: &str) -> Vec<u8> {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.decode(text).unwrap()
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum LoadError {
     /// Registering or pairing devices failed.
     #[error("provisioning: {0}")]
     Provision(String),
+    /// An output file could not be written.
+    #[error("writing {0}")]
+    Output(String),
     /// A machine limit would be hit: says which and what to do.
     #[error("{0}")]
     Limit(String),
@@ -140,10 +143,12 @@ pub(crate) fn pick(seed: u64, index: u64) -> f64 {
 }
 
 /// How a run behaves (as opposed to what it simulates).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Options {
     /// Print one progress line per second on stderr.
     pub progress: bool,
+    /// Write an HdrHistogram interval log (per-second routing and update histograms) here.
+    pub hdr_log: Option<std::path::PathBuf>,
 }
 
 /// Runs `scenario` against the relay at `addr` (`target` names it in the report).
@@ -207,7 +212,7 @@ pub async fn run_with(
                 }
             }
         }
-        agg.finish()
+        agg.finish_with_intervals()
     });
     let mut tasks = Vec::new();
     let mut index = 0u64;
@@ -240,7 +245,16 @@ pub async fn run_with(
     for t in tasks {
         let _ = tokio::time::timeout(WAIT, t).await;
     }
-    let stats = aggregator.await.map_err(|e| LoadError::Provision(format!("aggregator: {e}")))?;
+    let (stats, intervals) =
+        aggregator.await.map_err(|e| LoadError::Provision(format!("aggregator: {e}")))?;
+    if let Some(path) = &options.hdr_log {
+        let started = UNIX_EPOCH + Duration::from_millis(started_at_ms);
+        let mut file =
+            std::fs::File::create(path).map_err(|e| LoadError::Output(format!("{}: {e}", path.display())))?;
+        intervals
+            .write_hlog(&mut file, started)
+            .map_err(|e| LoadError::Output(format!("{}: {e}", path.display())))?;
+    }
     let generator = Generator::measure(&stats, cpu_before, wall.elapsed());
     Ok(Report::new(&scenario, target, started_at_ms, wall.elapsed(), stats, generator))
 }
