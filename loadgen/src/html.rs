@@ -154,7 +154,12 @@ fn metrics(r: &Report) -> [(&'static str, &'static str, &Latency); 6] {
 fn latency_table(out: &mut String, r: &Report) {
     w!(out, "<h2>Latency (ms)</h2>\n<section><table>\n<tr><th>metric</th><th>count</th>");
     w!(out, "<th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th></tr>\n");
-    for (name, meaning, l) in metrics(r) {
+    let s = &r.stats;
+    let offline: [(&str, &str, &Latency); 2] = [
+        ("reconnect", "back from an offline step → new welcome", &s.reconnect),
+        ("backlog", "queued while the desktop was offline → delivered", &s.backlog),
+    ];
+    for (name, meaning, l) in metrics(r).into_iter().chain(offline) {
         w!(out, "<tr><td title=\"{}\">{name}</td><td>{}</td>", esc(meaning), l.count);
         for v in [l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms] {
             w!(out, "<td>{}</td>", Num(v, 2));
@@ -170,6 +175,11 @@ fn ledger_table(out: &mut String, r: &Report) {
         ("sent", l.sent, "commands sent by phones"),
         ("accepted", l.accepted, "answered accepted"),
         ("delivered", l.delivered, "delivered to their desktop at least once"),
+        (
+            "delivered_after_reconnect",
+            l.delivered_after_reconnect,
+            "first delivered from the backlog of a desktop that had been offline",
+        ),
         ("lost", l.lost, "accepted but never delivered: at-least-once broken"),
         ("duplicated", l.duplicated, "extra deliveries (allowed by at-least-once)"),
         ("unacknowledged", l.unacknowledged, "sent but neither accepted nor delivered"),
