@@ -81,12 +81,24 @@ fn rss_kib() -> u64 {
 
 impl Generator {
     /// Health of this run.
-    pub fn measure(stats: &Stats, cpu_before_s: f64, wall: Duration) -> Generator {
+    /// `cpu_limit_percent`: CPU use (percent of one core) above which the generator counts as
+    /// saturated; `None` when the figure also includes an embedded relay and says nothing.
+    pub fn measure(
+        stats: &Stats,
+        cpu_before_s: f64,
+        wall: Duration,
+        cpu_limit_percent: Option<f64>,
+    ) -> Generator {
         let cpu_percent = (process_cpu_s() - cpu_before_s) / wall.as_secs_f64().max(1e-9) * 100.0;
         let send_lag_p99_ms = stats.send_lag.p99_ms;
         let mut reasons = Vec::new();
         if send_lag_p99_ms > MAX_SEND_LAG_P99_MS {
             reasons.push(format!("send lag p99 {send_lag_p99_ms:.1} ms > {MAX_SEND_LAG_P99_MS} ms: the generator fell behind its schedule"));
+        }
+        if let Some(limit) = cpu_limit_percent
+            && cpu_percent > limit
+        {
+            reasons.push(format!("generator CPU {cpu_percent:.0}% > {limit:.0}% of a core: the generator, not the target, was busy"));
         }
         Generator { cpu_percent, rss_kib: rss_kib(), send_lag_p99_ms, valid: reasons.is_empty(), reasons }
     }
@@ -272,5 +284,21 @@ mod tests {
         for v in [Verdict::Pass, Verdict::SloBreached, Verdict::Invalid] {
             assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
         }
+    }
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    use super::*;
+    use crate::record::Aggregator;
+
+    #[test]
+    fn a_busy_generator_makes_the_run_invalid() {
+        let stats = Aggregator::default().finish();
+        // A CPU budget of 0% of a core: any work at all exceeds it.
+        let busy = Generator::measure(&stats, 0.0, Duration::from_millis(1), Some(0.0));
+        assert!(!busy.valid && busy.reasons[0].contains("CPU"), "{busy:?}");
+        let unlimited = Generator::measure(&stats, 0.0, Duration::from_secs(1), None);
+        assert!(unlimited.valid, "{unlimited:?}");
     }
 }

@@ -143,12 +143,15 @@ pub(crate) fn pick(seed: u64, index: u64) -> f64 {
 }
 
 /// How a run behaves (as opposed to what it simulates).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Options {
     /// Print one progress line per second on stderr.
     pub progress: bool,
     /// Write an HdrHistogram interval log (per-second routing and update histograms) here.
     pub hdr_log: Option<std::path::PathBuf>,
+    /// Mark the run invalid when the generator process used more CPU than this (percent of one
+    /// core). Leave `None` when the relay runs in the same process (its CPU would count).
+    pub cpu_limit_percent: Option<f64>,
 }
 
 /// Runs `scenario` against the relay at `addr` (`target` names it in the report).
@@ -255,7 +258,7 @@ pub async fn run_with(
             .write_hlog(&mut file, started)
             .map_err(|e| LoadError::Output(format!("{}: {e}", path.display())))?;
     }
-    let generator = Generator::measure(&stats, cpu_before, wall.elapsed());
+    let generator = Generator::measure(&stats, cpu_before, wall.elapsed(), options.cpu_limit_percent);
     Ok(Report::new(&scenario, target, started_at_ms, wall.elapsed(), stats, generator))
 }
 
