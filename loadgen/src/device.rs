@@ -220,6 +220,7 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
     };
     let mut go = shared.go.clone();
     let Ok(lead) = go.wait_for(Option::is_some).await.map(|v| v.unwrap_or(0.0)) else { return };
+    let mut windows = offline_windows(&shared.scenario, DeviceType::Mobile, index);
     let scenario = shared.scenario.clone();
     let pad = scenario.workload.payload_bytes;
     let mut stop = shared.stop.clone();
@@ -231,7 +232,19 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
     loop {
         let t = next.unwrap_or(0.0);
         let due = shared.start + Duration::from_secs_f64(lead + t);
+        let drop_at = windows.front().map(|w| shared.start + Duration::from_secs_f64(lead + w.0));
         tokio::select! {
+            () = tokio::time::sleep_until(drop_at.unwrap_or_else(tokio::time::Instant::now)), if drop_at.is_some() => {
+                let window = windows.pop_front().expect("a window is due");
+                let token = &creds.tokens.access_token;
+                let Some(again) = offline(&shared, ws, token, window, lead, &mut stop).await else { return };
+                ws = again;
+                // A phone without a connection sends nothing: what fell due meanwhile is skipped.
+                while next.is_some_and(|n| n < window.1) {
+                    seq += 1;
+                    next = scenario.time_of_send(seq as f64 + offset_s);
+                }
+            }
             () = tokio::time::sleep_until(due), if next.is_some() => {
                 let cid = (index << 32) | seq;
                 seq += 1;
@@ -300,18 +313,25 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
 }
 
 /// Offline windows of desktop `index`, in load seconds: `(start, end, abrupt)`, by start.
-fn offline_windows(scenario: &Scenario, index: u64) -> std::collections::VecDeque<(f64, f64, bool)> {
+fn offline_windows(
+    scenario: &Scenario,
+    role: DeviceType,
+    index: u64,
+) -> std::collections::VecDeque<(f64, f64, bool)> {
+    // Phones and desktops draw from different streams of the seed.
+    let salt = if role == DeviceType::Mobile { 0x6D6F_6269_6C65 } else { 0 };
     let mut w: Vec<(f64, f64, bool)> = scenario
         .offline
         .iter()
         .enumerate()
-        .filter(|(i, o)| crate::run::pick(scenario.seed ^ (*i as u64 + 1), index) < o.fraction)
+        .filter(|(_, o)| o.role == role)
+        .filter(|(i, o)| crate::run::pick(scenario.seed ^ salt ^ (*i as u64 + 1), index) < o.fraction)
         .map(|(_, o)| (o.at_s, o.at_s + o.duration_s, o.abrupt))
         .collect();
-    if let Some(churn) = &scenario.churn {
+    if let Some(churn) = scenario.churn.as_ref().filter(|c| c.role == role) {
         let minutes = (scenario.load_duration_s() / 60.0).ceil() as u64;
         for m in 0..minutes {
-            let salt = scenario.seed.rotate_left(17) ^ (m + 1).wrapping_mul(0xA24B_AED4_963E_E407);
+            let salt = salt ^ scenario.seed.rotate_left(17) ^ (m + 1).wrapping_mul(0xA24B_AED4_963E_E407);
             if crate::run::pick(salt, index) < churn.per_minute {
                 let at = m as f64 * 60.0 + crate::run::pick(salt ^ 0x5851_F42D, index) * 60.0;
                 if at < scenario.load_duration_s() {
@@ -334,7 +354,7 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
         return;
     };
     let updates = shared.scenario.workload.progress_updates;
-    let mut windows = offline_windows(&shared.scenario, index);
+    let mut windows = offline_windows(&shared.scenario, DeviceType::Desktop, index);
     let mut go = shared.go.clone();
     let mut lead: Option<f64> = *go.borrow();
     // `welcome` of the latest reconnect: commands due before it were queued while this desktop
@@ -352,19 +372,9 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
                 lead = *go.borrow();
             }
             () = tokio::time::sleep_until(drop_at.unwrap_or_else(tokio::time::Instant::now)), if drop_at.is_some() => {
-                let (_, end, abrupt) = windows.pop_front().expect("a window is due");
-                if abrupt {
-                    drop(ws); // TCP goes away without a WebSocket close
-                } else {
-                    let _ = ws.close(None).await;
-                    drop(ws);
-                }
-                let back = shared.start + Duration::from_secs_f64(lead.unwrap_or(0.0) + end);
-                tokio::select! {
-                    () = tokio::time::sleep_until(back) => {}
-                    _ = stop.changed() => return,
-                }
-                let Some(again) = reconnect(&shared, &creds.tokens.access_token).await else { return };
+                let window = windows.pop_front().expect("a window is due");
+                let token = &creds.tokens.access_token;
+                let Some(again) = offline(&shared, ws, token, window, lead.unwrap_or(0.0), &mut stop).await else { return };
                 ws = again;
                 back_at = shared.now();
             }
@@ -395,6 +405,30 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
             }
         }
     }
+}
+
+/// Takes `ws` down for one offline window (abruptly or cleanly) and brings a new connection up
+/// when it ends; `None` when the run stops meanwhile or the reconnect fails.
+async fn offline(
+    shared: &Shared,
+    ws: Ws,
+    token: &str,
+    window: (f64, f64, bool),
+    lead: f64,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Ws> {
+    let (_, end, abrupt) = window;
+    let mut ws = ws;
+    if !abrupt {
+        let _ = ws.close(None).await;
+    }
+    drop(ws); // abrupt: the TCP connection goes away without a WebSocket close
+    let back = shared.start + Duration::from_secs_f64(lead + end);
+    tokio::select! {
+        () = tokio::time::sleep_until(back) => {}
+        _ = stop.changed() => return None,
+    }
+    reconnect(shared, token).await
 }
 
 /// Connects again when an offline window ends; reports the recovery time, from the moment the
@@ -441,19 +475,24 @@ mod tests {
     #[test]
     fn offline_steps_pick_their_share_of_desktops() {
         let s = scenario("[[offline]]\nat_s = 10\nduration_s = 2\nfraction = 0.25\n");
-        let picked = (0..2000).filter(|d| !offline_windows(&s, *d).is_empty()).count();
+        let picked = (0..2000).filter(|d| !offline_windows(&s, DeviceType::Desktop, *d).is_empty()).count();
         assert!((400..600).contains(&picked), "{picked} of 2000 for 25%");
-        let w = (0..2000).map(|d| offline_windows(&s, d)).find(|w| !w.is_empty()).unwrap();
+        let w =
+            (0..2000).map(|d| offline_windows(&s, DeviceType::Desktop, d)).find(|w| !w.is_empty()).unwrap();
         assert_eq!(w[0], (10.0, 12.0, true));
     }
 
     #[test]
     fn churn_drops_about_its_share_per_minute() {
         let s = scenario("[churn]\nper_minute = 0.1\nabrupt = false\n");
-        let windows: Vec<_> = (0..1000).flat_map(|d| offline_windows(&s, d)).collect();
+        let windows: Vec<_> = (0..1000).flat_map(|d| offline_windows(&s, DeviceType::Desktop, d)).collect();
         // 2 minutes x 1000 desktops x 10%: about 200 drops, each a storm-like 0 s window.
         assert!((150..250).contains(&windows.len()), "{}", windows.len());
         assert!(windows.iter().all(|(a, b, abrupt)| a == b && !abrupt && (0.0..120.0).contains(a)));
-        assert_eq!(offline_windows(&s, 7), offline_windows(&s, 7), "deterministic");
+        assert_eq!(offline_windows(&s, DeviceType::Desktop, 7), offline_windows(&s, DeviceType::Desktop, 7));
+        assert!(
+            (0..1000).all(|d| offline_windows(&s, DeviceType::Mobile, d).is_empty()),
+            "churn is per role"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Scenario files (`scenarios/*.toml`, schema `schemas/tools/scenario.json`): who is simulated,
 //! what they do over time, and which budgets the run must keep. Defaults are the seed's budgets.
 
+use relaykit_protocol::DeviceType;
 use serde::{Deserialize, Serialize};
 
 /// A whole scenario.
@@ -92,6 +93,10 @@ pub struct Offline {
     /// Drop the TCP connection without a WebSocket close (true, default) or close cleanly.
     #[serde(default = "yes")]
     pub abrupt: bool,
+    /// Which devices go: `desktop` (default: their commands queue) or `mobile` (their results
+    /// queue; sends that fall due while away are skipped).
+    #[serde(default = "desktop")]
+    pub role: DeviceType,
 }
 
 /// Churn: every minute of the load, each desktop drops its connection with probability
@@ -104,6 +109,9 @@ pub struct Churn {
     /// Abrupt TCP drops (true, default) or clean WebSocket closes.
     #[serde(default = "yes")]
     pub abrupt: bool,
+    /// Which devices churn (default desktops).
+    #[serde(default = "desktop")]
+    pub role: DeviceType,
 }
 
 /// What a command causes.
@@ -168,6 +176,10 @@ fn one() -> u32 {
 
 fn yes() -> bool {
     true
+}
+
+fn desktop() -> DeviceType {
+    DeviceType::Desktop
 }
 
 /// A scenario file that cannot be used, with its location.

@@ -197,3 +197,31 @@ fraction = 1.0
     assert_eq!(report.stats.command_routing.count + l.delivered_after_reconnect, l.delivered);
     assert_eq!(report.verdict, Verdict::Pass, "{}", report.to_table());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_queued_for_offline_phones_drain_when_they_return() {
+    let text = r#"
+name = "phones-away"
+seed = 4
+drain_s = 2
+[population]
+users = 4
+[[phases]]
+name = "steady"
+kind = "steady"
+duration_s = 3
+rate_per_mobile = 4
+[[offline]]
+at_s = 1
+duration_s = 1
+fraction = 1.0
+role = "mobile"
+"#;
+    let report = run_embedded(Scenario::from_toml("phones.toml", text).unwrap()).await;
+    let l = &report.stats.ledger;
+    // Sends due while a phone is away are skipped; everything sent is delivered and every result
+    // reaches its phone, part of them after the phone came back.
+    assert!(l.sent < 48 && l.sent >= 24, "{}", report.to_table());
+    assert_eq!((l.delivered, l.completed, l.lost), (l.sent, l.sent, 0), "{}", report.to_table());
+    assert_eq!(report.stats.reconnect.count, 4, "every phone came back once");
+}
