@@ -32,6 +32,26 @@ pub(crate) struct LoadArgs {
     /// percentile distribution and throughput charts; no external resources).
     #[arg(long)]
     report_html: Option<PathBuf>,
+    /// Split the population over this many worker processes (needs --target); their results
+    /// are merged into one report.
+    #[arg(long, default_value_t = 1, requires = "target")]
+    workers: u32,
+    /// Worker mode: simulate shard I of N (users u with u % N == I).
+    #[arg(long, value_name = "I/N", requires = "bundle")]
+    shard: Option<String>,
+    /// Worker mode: write the result bundle here instead of a report.
+    #[arg(long, requires = "target")]
+    bundle: Option<PathBuf>,
+    /// Worker mode: start the schedule at this wall-clock instant (Unix ms).
+    #[arg(long)]
+    start_at_ms: Option<u64>,
+}
+
+fn parse_shard(text: &str) -> anyhow::Result<(u32, u32)> {
+    let (i, n) = text.split_once('/').context("--shard must look like I/N")?;
+    let (i, n): (u32, u32) = (i.parse()?, n.parse()?);
+    anyhow::ensure!(n >= 1 && i < n, "--shard {text}: need 0 <= I < N");
+    Ok((i, n))
 }
 
 fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
@@ -43,22 +63,64 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let file = args.scenario.display().to_string();
     let text = std::fs::read_to_string(&args.scenario).with_context(|| format!("reading {file}"))?;
     let scenario = Scenario::from_toml(&file, &text)?;
-    relaykit_loadgen::check_limits(&scenario, args.target.is_none())?;
+    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
+    anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
+    if args.workers == 1 {
+        // Workers check their own share.
+        relaykit_loadgen::check_limits(&scenario, args.target.is_none())?;
+    }
     // Against an external relay the process's CPU is the generator's own: 90% of every core
     // means it, not the target, was the bottleneck.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let cpu_limit_percent = args.target.as_ref().map(|_| 90.0 * cores);
-    let options =
-        relaykit_loadgen::Options { progress: !args.quiet, hdr_log: args.hdr_log.clone(), cpu_limit_percent };
+    let options = relaykit_loadgen::Options {
+        progress: !args.quiet,
+        hdr_log: args.hdr_log.clone(),
+        cpu_limit_percent,
+        shard,
+        start_at_ms: args.start_at_ms,
+    };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let report = runtime.block_on(async {
         match &args.target {
+            Some(target) if args.bundle.is_some() => {
+                let addr = resolve(target)?;
+                let sim = relaykit_loadgen::simulate(&scenario, addr, &options).await?;
+                let wall_ms = sim.wall.as_millis() as u64;
+                let rss = relaykit_loadgen::report::rss_kib();
+                let bundle = sim.aggregator.into_bundle(shard.unwrap_or((0, 1)), sim.cpu_s, wall_ms, rss)?;
+                let path = args.bundle.as_ref().expect("checked by the match guard");
+                let text = serde_json::to_string(&bundle)?;
+                std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+                Ok(None)
+            }
+            Some(target) if args.workers > 1 => {
+                let command = relaykit_loadgen::workers::WorkerCommand {
+                    program: std::env::current_exe().context("locating relaykit for the workers")?,
+                    args: vec![
+                        "load".into(),
+                        args.scenario.display().to_string(),
+                        "--target".into(),
+                        target.clone(),
+                    ],
+                };
+                let report = relaykit_loadgen::workers::run_workers(
+                    &scenario,
+                    target,
+                    args.workers,
+                    &command,
+                    &options,
+                )
+                .await?;
+                Ok(Some(report))
+            }
             Some(target) => {
                 let addr = resolve(target)?;
-                Ok::<_, anyhow::Error>(
-                    relaykit_loadgen::run_with(scenario, addr, target.clone(), options.clone()).await?,
-                )
+                Ok::<_, anyhow::Error>(Some(
+                    relaykit_loadgen::run_with(scenario.clone(), addr, target.clone(), options.clone())
+                        .await?,
+                ))
             }
             None => {
                 let config = relaykit_server::Config {
@@ -78,13 +140,17 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
                     relaykit_server::run(listener, relay, &config, shutdown).await
                 });
                 let report =
-                    relaykit_loadgen::run_with(scenario, addr, "embedded".into(), options.clone()).await;
+                    relaykit_loadgen::run_with(scenario.clone(), addr, "embedded".into(), options.clone())
+                        .await;
                 let _ = stop.send(());
                 let _ = server.await;
-                Ok(report?)
+                Ok(Some(report?))
             }
         }
     })?;
+    let Some(report) = report else {
+        return Ok(ExitCode::SUCCESS); // a worker: its bundle is written, the parent judges
+    };
     print!("{}", report.to_table());
     if let Some(path) = &args.report_json {
         std::fs::write(path, report.to_json()).with_context(|| format!("writing {}", path.display()))?;

@@ -139,3 +139,51 @@ fn load_reports_scenario_mistakes_with_their_location() {
     assert!(out.contains(&format!("{}:4:", path.display())) && out.contains("who"), "{out}");
     let _ = std::fs::remove_file(path);
 }
+
+/// `--workers 2` against an external relay: two processes, one merged report with the same
+/// exact ledger a single process gets for the smoke scenario (300 commands, all delivered).
+#[test]
+fn load_with_two_worker_processes_merges_into_one_report() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relaykit"))
+        .args(["serve", "--ephemeral", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start relaykit serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let _server = Kill(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("listening line");
+    let url = line.trim().strip_prefix("listening ").expect("listening line").to_string();
+    let json = std::env::temp_dir().join(format!("relaykit-cli-workers-{}.json", std::process::id()));
+    let (code, out) = relaykit(&[
+        "load",
+        "scenarios/smoke.toml",
+        "--target",
+        &url,
+        "--workers",
+        "2",
+        "--quiet",
+        "--report-json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let ledger = &report["stats"]["ledger"];
+    assert_eq!(
+        (ledger["sent"].as_u64(), ledger["delivered"].as_u64(), ledger["lost"].as_u64()),
+        (Some(300), Some(300), Some(0))
+    );
+    assert_eq!(report["stats"]["connect"]["count"], 40, "both workers' devices are in the report");
+    let _ = std::fs::remove_file(json);
+}

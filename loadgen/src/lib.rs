@@ -17,7 +17,8 @@ pub mod record;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod workers;
 
 pub use report::Report;
-pub use run::{LoadError, Options, check_limits, run, run_with};
+pub use run::{LoadError, Options, Simulation, check_limits, run, run_with, simulate};
 pub use scenario::Scenario;

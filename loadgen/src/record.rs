@@ -155,6 +155,9 @@ fn p99_ms(h: &Histogram<u64>) -> f64 {
     if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 }
 }
 
+mod bundle;
+pub use bundle::{Bundle, BundleError};
+
 /// Per-second histograms of a run, for an HdrHistogram interval log.
 #[derive(Debug)]
 pub struct Intervals {
@@ -203,7 +206,7 @@ struct Command {
 }
 
 /// Exact fate of every command.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Ledger {
     /// Commands sent by phones.
     pub sent: u64,
@@ -415,14 +418,11 @@ impl Aggregator {
         }
     }
 
-    /// Closes the ledger and summarizes.
-    pub fn finish(self) -> Stats {
-        self.finish_with_intervals().0
-    }
-
-    /// [`Aggregator::finish`], also handing back the per-second histograms for an interval log.
-    pub fn finish_with_intervals(mut self) -> (Stats, Intervals) {
-        for c in self.commands.values() {
+    /// Classifies every command of the ledger (delivered, lost, ...) and forgets the per-command
+    /// state; after this the aggregator holds only counts and histograms, which merge across
+    /// processes. Idempotent.
+    pub fn close_ledger(&mut self) {
+        for c in std::mem::take(&mut self.commands).values() {
             if c.accepted {
                 self.ledger.accepted += 1;
             }
@@ -435,6 +435,17 @@ impl Aggregator {
                 self.ledger.unacknowledged += 1;
             }
         }
+        self.intended.clear();
+    }
+
+    /// Closes the ledger and summarizes.
+    pub fn finish(self) -> Stats {
+        self.finish_with_intervals().0
+    }
+
+    /// [`Aggregator::finish`], also handing back the per-second histograms for an interval log.
+    pub fn finish_with_intervals(mut self) -> (Stats, Intervals) {
+        self.close_ledger();
         let timeseries = self
             .seconds
             .iter()

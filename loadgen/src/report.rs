@@ -72,7 +72,8 @@ pub fn process_cpu_s() -> f64 {
     ticks / 100.0 // USER_HZ is 100 on Linux
 }
 
-fn rss_kib() -> u64 {
+/// Resident memory of this process, KiB (Linux; 0 elsewhere).
+pub fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
@@ -89,7 +90,19 @@ impl Generator {
         wall: Duration,
         cpu_limit_percent: Option<f64>,
     ) -> Generator {
-        let cpu_percent = (process_cpu_s() - cpu_before_s) / wall.as_secs_f64().max(1e-9) * 100.0;
+        Generator::from_figures(stats, process_cpu_s() - cpu_before_s, wall, rss_kib(), cpu_limit_percent)
+    }
+
+    /// Health from figures already taken: `cpu_s` CPU seconds over `wall` (for merged worker
+    /// processes, whose CPU and memory add up).
+    pub fn from_figures(
+        stats: &Stats,
+        cpu_s: f64,
+        wall: Duration,
+        rss_kib: u64,
+        cpu_limit_percent: Option<f64>,
+    ) -> Generator {
+        let cpu_percent = cpu_s / wall.as_secs_f64().max(1e-9) * 100.0;
         let send_lag_p99_ms = stats.send_lag.p99_ms;
         let mut reasons = Vec::new();
         if send_lag_p99_ms > MAX_SEND_LAG_P99_MS {
@@ -100,7 +113,7 @@ impl Generator {
         {
             reasons.push(format!("generator CPU {cpu_percent:.0}% > {limit:.0}% of a core: the generator, not the target, was busy"));
         }
-        Generator { cpu_percent, rss_kib: rss_kib(), send_lag_p99_ms, valid: reasons.is_empty(), reasons }
+        Generator { cpu_percent, rss_kib, send_lag_p99_ms, valid: reasons.is_empty(), reasons }
     }
 }
 

@@ -152,6 +152,24 @@ pub struct Options {
     /// Mark the run invalid when the generator process used more CPU than this (percent of one
     /// core). Leave `None` when the relay runs in the same process (its CPU would count).
     pub cpu_limit_percent: Option<f64>,
+    /// Simulate only the users `u` with `u % count == index` (worker `index` of `count`).
+    pub shard: Option<(u32, u32)>,
+    /// Begin the schedule no earlier than this wall-clock instant (Unix ms), so the workers of a
+    /// sharded run share one time line.
+    pub start_at_ms: Option<u64>,
+}
+
+/// What a simulation leaves: the aggregate and the process's own figures.
+#[derive(Debug)]
+pub struct Simulation {
+    /// Every event, folded (ledger still open).
+    pub aggregator: Aggregator,
+    /// Time zero, Unix ms.
+    pub started_at_ms: u64,
+    /// Wall time.
+    pub wall: Duration,
+    /// CPU seconds this process used during the run.
+    pub cpu_s: f64,
 }
 
 /// Runs `scenario` against the relay at `addr` (`target` names it in the report).
@@ -166,16 +184,44 @@ pub async fn run_with(
     target: String,
     options: Options,
 ) -> Result<Report, LoadError> {
+    let sim = simulate(&scenario, addr, &options).await?;
+    let (stats, intervals) = sim.aggregator.finish_with_intervals();
+    if let Some(path) = &options.hdr_log {
+        let started = UNIX_EPOCH + Duration::from_millis(sim.started_at_ms);
+        let mut file =
+            std::fs::File::create(path).map_err(|e| LoadError::Output(format!("{}: {e}", path.display())))?;
+        intervals
+            .write_hlog(&mut file, started)
+            .map_err(|e| LoadError::Output(format!("{}: {e}", path.display())))?;
+    }
+    let rss = crate::report::rss_kib();
+    let generator = Generator::from_figures(&stats, sim.cpu_s, sim.wall, rss, options.cpu_limit_percent);
+    Ok(Report::new(&scenario, target, sim.started_at_ms, sim.wall, stats, generator))
+}
+
+/// Provisions (this shard of) the population, connects it, drives the phases and drains.
+pub async fn simulate(
+    scenario: &Scenario,
+    addr: SocketAddr,
+    options: &Options,
+) -> Result<Simulation, LoadError> {
     let p = &scenario.population;
-    let users: Vec<User> = futures_util::stream::iter(0..p.users)
-        .map(|_| provision_user(addr, p.desktops_per_user, p.mobiles_per_user))
+    let (shard, shards) = options.shard.unwrap_or((0, 1));
+    let mine = (0..p.users).filter(|u| u % shards.max(1) == shard);
+    let mut users: Vec<(u32, User)> = futures_util::stream::iter(mine)
+        .map(|u| async move {
+            provision_user(addr, p.desktops_per_user, p.mobiles_per_user).await.map(|user| (u, user))
+        })
         .buffer_unordered(16)
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect::<Result<_, _>>()?;
+    // Device indexes (send offsets, offline choices) follow the global user index, so a shard
+    // simulates exactly what the whole run would for its users.
+    users.sort_by_key(|(u, _)| *u);
 
-    let scenario = Arc::new(scenario);
+    let scenario = Arc::new(scenario.clone());
     let (events, mut rx) = mpsc::unbounded_channel();
     let (stop_tx, stop) = watch::channel(false);
     let started_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
@@ -215,19 +261,17 @@ pub async fn run_with(
                 }
             }
         }
-        agg.finish_with_intervals()
+        agg
     });
     let mut tasks = Vec::new();
-    let mut index = 0u64;
-    let mut desktop_index = 0u64;
-    for user in users {
-        for d in user.desktops {
-            tasks.push(tokio::spawn(device::desktop(shared.clone(), d, desktop_index)));
-            desktop_index += 1;
+    for (u, user) in users {
+        for (j, d) in user.desktops.into_iter().enumerate() {
+            let index = u64::from(u) * u64::from(p.desktops_per_user) + j as u64;
+            tasks.push(tokio::spawn(device::desktop(shared.clone(), d, index)));
         }
-        for m in user.mobiles {
+        for (j, m) in user.mobiles.into_iter().enumerate() {
+            let index = u64::from(u) * u64::from(p.mobiles_per_user) + j as u64;
             tasks.push(tokio::spawn(device::mobile(shared.clone(), m, index, offset(scenario.seed, index))));
-            index += 1;
         }
     }
     drop(shared);
@@ -240,7 +284,10 @@ pub async fn run_with(
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let lead_s = start.elapsed().as_secs_f64() + 0.2;
+    let mut lead_s = start.elapsed().as_secs_f64() + 0.2;
+    if let Some(at) = options.start_at_ms {
+        lead_s = lead_s.max(at.saturating_sub(started_at_ms) as f64 / 1000.0);
+    }
     let _ = go_tx.send(Some(lead_s));
     let end = start + Duration::from_secs_f64(lead_s + scenario.load_duration_s() + scenario.drain_s);
     tokio::time::sleep_until(end).await;
@@ -248,18 +295,13 @@ pub async fn run_with(
     for t in tasks {
         let _ = tokio::time::timeout(WAIT, t).await;
     }
-    let (stats, intervals) =
-        aggregator.await.map_err(|e| LoadError::Provision(format!("aggregator: {e}")))?;
-    if let Some(path) = &options.hdr_log {
-        let started = UNIX_EPOCH + Duration::from_millis(started_at_ms);
-        let mut file =
-            std::fs::File::create(path).map_err(|e| LoadError::Output(format!("{}: {e}", path.display())))?;
-        intervals
-            .write_hlog(&mut file, started)
-            .map_err(|e| LoadError::Output(format!("{}: {e}", path.display())))?;
-    }
-    let generator = Generator::measure(&stats, cpu_before, wall.elapsed(), options.cpu_limit_percent);
-    Ok(Report::new(&scenario, target, started_at_ms, wall.elapsed(), stats, generator))
+    let aggregator = aggregator.await.map_err(|e| LoadError::Provision(format!("aggregator: {e}")))?;
+    Ok(Simulation {
+        aggregator,
+        started_at_ms,
+        wall: wall.elapsed(),
+        cpu_s: crate::report::process_cpu_s() - cpu_before,
+    })
 }
 
 #[cfg(test)]
