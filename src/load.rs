@@ -66,8 +66,8 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
     if args.workers == 1 {
-        // Workers check their own share.
-        relaykit_loadgen::check_limits(&scenario, args.target.is_none())?;
+        // With --workers N the parent simulates nothing; each worker checks its own share.
+        relaykit_loadgen::check_limits(&scenario, args.target.is_none(), shard)?;
     }
     // Against an external relay the process's CPU is the generator's own: 90% of every core
     // means it, not the target, was the bottleneck.

@@ -1,6 +1,6 @@
 //! The real `relaykit serve` binary against crashes: `kill -9` while a phone is sending, then a
 //! restart on the same data directory, must lose no message the relay answered `accepted` for
-//! (DLV-1); SIGTERM must stop it cleanly. Uses the reference server's test client
+//! (DLV-6); SIGTERM must stop it cleanly. Uses the reference server's test client
 //! (`reference-server/tests/util.rs`).
 
 #[allow(dead_code, unreachable_pub)]

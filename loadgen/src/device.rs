@@ -360,6 +360,8 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
     // `welcome` of the latest reconnect: commands due before it were queued while this desktop
     // was away (or were in flight when it dropped) and count as backlog deliveries.
     let mut back_at: Micros = 0;
+    // Commands already answered, so redeliveries are not executed twice.
+    let mut handled: std::collections::HashSet<u64> = std::collections::HashSet::new();
     let mut stop = shared.stop.clone();
     loop {
         let drop_at =
@@ -397,7 +399,11 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
                 } else {
                     shared.report(Event::Delivered { cid, intended, at });
                 }
-                answer(&mut ws, &shared, cid, &d.from, updates).await;
+                // A redelivery is acked again but not executed again (CLI-1); the aggregator
+                // counts it as a duplicate.
+                if handled.insert(cid) {
+                    answer(&mut ws, &shared, cid, &d.from, updates).await;
+                }
             }
             _ = stop.changed() => {
                 let _ = ws.close(None).await;

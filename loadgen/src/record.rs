@@ -405,13 +405,14 @@ impl Aggregator {
                 self.ledger.out_of_order += u64::from(out_of_order);
             }
             Event::Completed { cid, at } => {
-                if let Some(&i) = self.intended.get(&cid) {
-                    lat(&mut self.end_to_end, i, at);
-                }
                 let c = self.commands.entry(cid).or_default();
                 if !c.completed {
                     c.completed = true;
                     self.ledger.completed += 1;
+                    // One end-to-end sample per command: a redelivered result is not another.
+                    if let Some(&i) = self.intended.get(&cid) {
+                        lat(&mut self.end_to_end, i, at);
+                    }
                 }
             }
             Event::Error { code } => *self.errors.entry(code).or_default() += 1,

@@ -148,13 +148,18 @@ fn check(name: &str, threshold: f64, actual: f64) -> SloCheck {
     SloCheck { name: name.into(), threshold, actual, pass: actual <= threshold }
 }
 
-fn slo_checks(slo: &Slo, stats: &Stats) -> Vec<SloCheck> {
+fn slo_checks(slo: &Slo, stats: &Stats, devices: u64) -> Vec<SloCheck> {
+    let l = &stats.ledger;
+    // A relay that refuses sends or connections must not pass on empty latency histograms.
+    let failed_connects = devices.saturating_sub(stats.connect.count) as f64;
     vec![
         check("command_routing_p99_ms", slo.command_routing_p99_ms, stats.command_routing.p99_ms),
         check("update_p99_ms", slo.update_p99_ms, stats.update.p99_ms),
         check("connect_p99_ms", slo.connect_p99_ms, stats.connect.p99_ms),
         check("reconnect_p99_ms", slo.reconnect_p99_ms, stats.reconnect.p99_ms),
-        check("lost", slo.max_lost as f64, stats.ledger.lost as f64),
+        check("lost", slo.max_lost as f64, l.lost as f64),
+        check("unacknowledged", 0.0, l.unacknowledged as f64),
+        check("devices_not_connected", 0.0, failed_connects),
     ]
 }
 
@@ -168,7 +173,14 @@ impl Report {
         stats: Stats,
         generator: Generator,
     ) -> Report {
-        let slo = slo_checks(&scenario.slo, &stats);
+        let p = &scenario.population;
+        let devices = u64::from(p.users) * u64::from(p.desktops_per_user + p.mobiles_per_user);
+        let slo = slo_checks(&scenario.slo, &stats, devices);
+        let mut generator = generator;
+        if stats.ledger.sent == 0 {
+            generator.valid = false;
+            generator.reasons.push("no command was sent: the run measured nothing".into());
+        }
         let verdict = if !generator.valid {
             Verdict::Invalid
         } else if slo.iter().all(|c| c.pass) {
@@ -176,7 +188,6 @@ impl Report {
         } else {
             Verdict::SloBreached
         };
-        let p = &scenario.population;
         Report {
             tool: "relaykit load".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -184,7 +195,7 @@ impl Report {
             target,
             started_at_ms,
             duration_ms: wall.as_millis() as u64,
-            devices: u64::from(p.users) * u64::from(p.desktops_per_user + p.mobiles_per_user),
+            devices,
             verdict,
             slo,
             stats,
@@ -313,5 +324,53 @@ mod cpu_tests {
         assert!(!busy.valid && busy.reasons[0].contains("CPU"), "{busy:?}");
         let unlimited = Generator::measure(&stats, 0.0, Duration::from_secs(1), None);
         assert!(unlimited.valid, "{unlimited:?}");
+    }
+}
+
+#[cfg(test)]
+mod verdict_tests {
+    use super::*;
+    use crate::record::{Aggregator, Event};
+
+    fn scenario() -> Scenario {
+        let text = "name = \"v\"\n[population]\nusers = 1\n[[phases]]\nname = \"s\"\nkind = \"steady\"\nduration_s = 1\nrate_per_mobile = 1\n";
+        Scenario::from_toml("v.toml", text).unwrap()
+    }
+
+    fn judge(events: Vec<Event>) -> Report {
+        let mut a = Aggregator::default();
+        for e in events {
+            a.record(e);
+        }
+        let stats = a.finish();
+        let generator = Generator::from_figures(&stats, 0.0, Duration::from_secs(1), 0, None);
+        Report::new(&scenario(), "t".into(), 0, Duration::from_secs(1), stats, generator)
+    }
+
+    #[test]
+    fn refused_commands_and_missing_devices_breach_even_with_empty_histograms() {
+        let connected = |n| (0..n).map(|i| Event::Connected { started: i, at: i + 10 });
+        // Two devices connected, one command sent, never accepted nor delivered.
+        let mut events: Vec<Event> = connected(2).collect();
+        events.push(Event::Sent { cid: 1, intended: 0, actual: 1 });
+        let r = judge(events);
+        assert_eq!(r.verdict, Verdict::SloBreached);
+        assert!(r.slo.iter().any(|c| c.name == "unacknowledged" && !c.pass));
+        // Only one of the two devices connected.
+        let mut events: Vec<Event> = connected(1).collect();
+        events.extend([
+            Event::Sent { cid: 1, intended: 0, actual: 1 },
+            Event::Accepted { cid: 1, at: 2 },
+            Event::Delivered { cid: 1, intended: 0, at: 3 },
+        ]);
+        let r = judge(events);
+        assert!(r.slo.iter().any(|c| c.name == "devices_not_connected" && !c.pass), "{:?}", r.slo);
+    }
+
+    #[test]
+    fn a_run_that_sent_nothing_is_invalid() {
+        let r = judge(vec![Event::Connected { started: 0, at: 1 }, Event::Connected { started: 0, at: 1 }]);
+        assert_eq!(r.verdict, Verdict::Invalid);
+        assert!(r.generator.reasons.iter().any(|x| x.contains("no command")));
     }
 }

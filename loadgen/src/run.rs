@@ -40,9 +40,15 @@ fn open_files_limit() -> Option<u64> {
 
 /// Fails early, naming the limit, when the population cannot fit: one descriptor per simulated
 /// device, plus the relay's side when it runs in this process.
-pub fn check_limits(scenario: &Scenario, embedded_relay: bool) -> Result<(), LoadError> {
+pub fn check_limits(
+    scenario: &Scenario,
+    embedded_relay: bool,
+    shard: Option<(u32, u32)>,
+) -> Result<(), LoadError> {
     let p = &scenario.population;
-    let devices = u64::from(p.users) * u64::from(p.desktops_per_user + p.mobiles_per_user);
+    let (i, n) = shard.unwrap_or((0, 1));
+    let users = (0..p.users).filter(|u| u % n.max(1) == i).count() as u64;
+    let devices = users * u64::from(p.desktops_per_user + p.mobiles_per_user);
     let needed = devices * if embedded_relay { 2 } else { 1 } + 256;
     if let Some(limit) = open_files_limit()
         && needed > limit
@@ -316,11 +322,12 @@ mod tests {
             "name = \"big\"\n[population]\nusers = {users}\n[[phases]]\nname = \"s\"\nkind = \"steady\"\nduration_s = 1\nrate_per_mobile = 1\n"
         );
         let scenario = Scenario::from_toml("big.toml", &text).unwrap();
-        let err = check_limits(&scenario, false).unwrap_err().to_string();
+        let err = check_limits(&scenario, false, None).unwrap_err().to_string();
         assert!(err.contains("Max open files") && err.contains(&limit.to_string()), "{err}");
         let small =
             Scenario::from_toml("s.toml", &text.replace(&format!("users = {users}"), "users = 2")).unwrap();
-        assert!(check_limits(&small, true).is_ok());
+        assert!(check_limits(&small, true, None).is_ok());
+        assert!(check_limits(&scenario, false, Some((0, 4))).is_ok(), "a quarter of the population fits");
     }
 
     #[test]

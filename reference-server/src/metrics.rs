@@ -323,7 +323,7 @@ impl Metrics {
         }
         families!(render_histogram:
             ack_latency_seconds => "Seconds from delivery to ack.",
-            routing_latency_seconds => "Seconds from send received to delivery written.",
+            routing_latency_seconds => "Seconds from acceptance (or load at start) to the first delivery being queued for the recipient connection.",
             store_commit_seconds => "Seconds per store group commit.",
             store_batch_size => "Writes per store group commit.",
         );

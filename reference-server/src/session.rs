@@ -101,6 +101,15 @@ where
     ended
 }
 
+/// Longest one write may take: a peer that stops reading is a slow consumer, and its session
+/// must keep reacting to close requests (revocation, takeover), heartbeats and shutdown.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One write, bounded by [`WRITE_TIMEOUT`]; false when it failed or timed out.
+async fn send_out<T: Sink<Outgoing> + Unpin>(io: &mut T, out: Outgoing) -> bool {
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, io.send(out)).await, Ok(Ok(())))
+}
+
 /// Sends the close's error frame (CLS-2) and the close frame; counts it.
 async fn close<T: Sink<Outgoing> + Unpin>(
     relay: &Relay,
@@ -113,9 +122,9 @@ async fn close<T: Sink<Outgoing> + Unpin>(
         if code == CloseCode::ServerRestarting {
             frame.retry_after_ms = Some(1000);
         }
-        let _ = io.send(Outgoing::Text(encode(&ServerFrame::Error(frame)))).await;
+        let _ = send_out(io, Outgoing::Text(encode(&ServerFrame::Error(frame)))).await;
     }
-    let _ = io.send(Outgoing::Close(code.code(), code.name().to_string())).await;
+    let _ = send_out(io, Outgoing::Close(code.code(), code.name().to_string())).await;
     relay.metrics().closes_total.inc(&code.code().to_string());
     Ended { code: Some(code) }
 }
@@ -196,14 +205,14 @@ impl Session {
                     let request = if changed.is_ok() { self.close.borrow().clone() } else { None };
                     let (code, error) = request.unwrap_or((CloseCode::InternalError, None));
                     if let Some(e) = error {
-                        let _ = io.send(Outgoing::Text(encode(&ServerFrame::Error(e)))).await;
+                        let _ = send_out(io, Outgoing::Text(encode(&ServerFrame::Error(e)))).await;
                     }
-                    let _ = io.send(Outgoing::Close(code.code(), code.name().to_string())).await;
+                    let _ = send_out(io, Outgoing::Close(code.code(), code.name().to_string())).await;
                     self.relay.metrics().closes_total.inc(&code.code().to_string());
                     return Ended { code: Some(code) };
                 }
                 Some(Outbound::Frame(text)) = self.frames.recv() => {
-                    if io.send(Outgoing::Text(text)).await.is_err() {
+                    if !send_out(io, Outgoing::Text(text)).await {
                         return Ended { code: None };
                     }
                 }
@@ -216,13 +225,14 @@ impl Session {
                         Step::Gone => return Ended { code: None },
                     }
                 }
+                () = sleep_until(self.last_heard + 2 * heartbeat) => {
+                    // Silence is checked on its own deadline, not only at ping ticks (HB-3).
+                    return close(&self.relay, io, CloseCode::HeartbeatTimeout, "no frame for twice heartbeat_ms").await;
+                }
                 () = sleep_until(ping_at) => {
-                    if self.last_heard.elapsed() >= 2 * heartbeat {
-                        return close(&self.relay, io, CloseCode::HeartbeatTimeout, "no frame for twice heartbeat_ms").await;
-                    }
                     let ping = ServerFrame::Ping(Heartbeat { nonce: self.next_nonce });
                     self.next_nonce += 1;
-                    let _ = io.send(Outgoing::Text(encode(&ping))).await;
+                    let _ = send_out(io, Outgoing::Text(encode(&ping))).await;
                     ping_at = Instant::now() + heartbeat;
                 }
                 () = sleep_until(self.token_expires) => {
@@ -263,7 +273,7 @@ impl Session {
                 return Step::Close(CloseCode::RateLimitAbuse, "flooding after rate-limit errors".into());
             }
             let mut e = ErrorFrame::new(ErrorCode::RateLimited, "rate limit exceeded");
-            e.retry_after_ms = Some(wait.as_millis().max(1) as u64);
+            e.retry_after_ms = Some((wait.as_micros().div_ceil(1000) as u64).max(1));
             e.ref_id = ref_id;
             e.ref_seq = ref_seq;
             return self.reply(io, Err(e)).await;
@@ -299,7 +309,8 @@ impl Session {
             ClientFrame::DeviceDisconnect(_) => {
                 self.deliberate = true;
                 let _ =
-                    io.send(Outgoing::Close(CloseCode::Normal.code(), CloseCode::Normal.name().into())).await;
+                    send_out(io, Outgoing::Close(CloseCode::Normal.code(), CloseCode::Normal.name().into()))
+                        .await;
                 return Step::Gone;
             }
             ClientFrame::Reauth(r) => return self.reauth(io, &r.token).await,
@@ -320,7 +331,10 @@ impl Session {
 
     async fn reauth<T: Sink<Outgoing> + Unpin>(&mut self, io: &mut T, token: &str) -> Step {
         let issuer = self.relay.issuer();
-        let claims = match issuer.verify(token, now_ms() / 1000) {
+        // The order of `hello` (PROTOCOL.md 6.4): signature and claims, device and family,
+        // expiry last, so a revoked device's expired token reads as revoked.
+        let now_s = now_ms() / 1000;
+        let claims = match issuer.verify_before_expiry(token, now_s) {
             Ok(c) => c,
             Err(e) => return Step::Close(token_close(&e), e.to_string()),
         };
@@ -329,6 +343,9 @@ impl Session {
         }
         if let Err(e) = self.relay.check_device(&claims) {
             return Step::Close(e.close_code(), format!("{e:?}"));
+        }
+        if let Err(e) = issuer.check_expiry(&claims, now_s) {
+            return Step::Close(token_close(&e), e.to_string());
         }
         self.ctx.family = claims.fam.clone();
         self.token_expires = expiry_instant(claims.exp, issuer.leeway_s());
@@ -344,10 +361,7 @@ impl Session {
             self.relay.metrics().errors_total.inc(e.code.as_str());
             ServerFrame::Error(e)
         });
-        match io.send(Outgoing::Text(encode(&frame))).await {
-            Ok(()) => Step::Continue,
-            Err(_) => Step::Gone,
-        }
+        if send_out(io, Outgoing::Text(encode(&frame))).await { Step::Continue } else { Step::Gone }
     }
 }
 

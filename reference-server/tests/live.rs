@@ -194,3 +194,31 @@ async fn resume_beyond_the_replay_window_gets_a_window_exceeded_gap() {
     m.expect_idle().await;
     relay.stop().await;
 }
+
+/// LIVE-2 and LIVE-12 after the replay window emptied: the stream is still known, its pseq goes
+/// on from where it was (not from 1), and a resume from an old position gets `window_exceeded`.
+#[tokio::test]
+async fn a_stream_whose_window_emptied_keeps_its_numbering() {
+    let relay = Relay::start(|c| c.limits.replay_window_ms = 200).await;
+    let (desktop, mobile) = relay.desktop_and_mobile().await;
+    let mut m = relay.connect(token(&mobile)).await;
+    let mut d = relay.connect(token(&desktop)).await;
+    let stream = "task:window";
+    let events = three_events(&mut d, &mut m, stream).await;
+    assert_eq!(events[2].pseq, 3);
+    // Nothing on the wire says the window emptied: wait out its age bound plus the relay's
+    // 100 ms tick, derived from the configured limit.
+    tokio::time::sleep(std::time::Duration::from_millis(200 + 300)).await;
+    d.send_frame(&progress(stream, 99)).await;
+    let (_, fourth) = m.next_event().await;
+    assert_eq!(fourth.pseq, 4, "numbering must not restart");
+    let epoch = m.welcome().stream_epoch.clone();
+    let session = m.welcome().session_id.clone();
+    drop(m);
+    let mut again = relay
+        .connect_hello(hello(token(&mobile), Some(positions(Some(&epoch), &session, &[(stream, 1)]))))
+        .await;
+    let gap = again.next_gap().await;
+    assert_eq!((gap.reason, gap.after_pseq), (GapReason::WindowExceeded, 1), "{gap:?}");
+    relay.stop().await;
+}

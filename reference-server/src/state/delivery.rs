@@ -261,8 +261,8 @@ impl Relay {
         }
     }
 
-    /// An entry reached a terminal state: tell its sender with a durable receipt. Returns the
-    /// receipt entry created (committing asynchronously, settled when durable).
+    /// An entry reached a terminal state: delete it and tell its sender with a durable receipt
+    /// entry, which becomes deliverable once its commit is durable (settled in the background).
     pub(crate) fn finish(
         &self,
         world: &mut World,

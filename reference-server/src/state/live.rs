@@ -34,6 +34,13 @@ struct Stream {
 #[derive(Debug, Default)]
 pub(crate) struct Streams(HashMap<(String, String), Stream>);
 
+impl Streams {
+    /// Events retained for replay in one stream of `user` (0 if unknown).
+    pub(crate) fn retained(&self, user: &str, stream: &str) -> usize {
+        self.0.get(&(user.to_string(), stream.to_string())).map_or(0, |s| s.window.len())
+    }
+}
+
 impl Relay {
     /// A live publish: assigns the pseq, sends to attached recipients, retains for replay.
     pub fn publish(&self, ctx: &SessionCtx, kind: LiveKind, publish: Publish) -> Result<(), ErrorFrame> {
@@ -124,8 +131,13 @@ impl Relay {
                 stream.window.pop_front();
             }
         }
-        // A stream with nothing left to replay is forgotten; a later resume of it gets
-        // `unknown_stream`, which tells the client the same thing: fetch a snapshot.
-        world.streams.0.retain(|_, s| !s.window.is_empty());
+        // Streams are kept for the whole epoch (only their windows are pruned): their pseq must
+        // never restart (LIVE-2), and a resume of a known stream must get `window_exceeded`, not
+        // `unknown_stream` (LIVE-12). Cost: one small entry per stream until the relay restarts.
+        for stream in world.streams.0.values_mut() {
+            if stream.window.is_empty() {
+                stream.window.shrink_to_fit();
+            }
+        }
     }
 }

@@ -142,6 +142,8 @@ pub struct Relay {
     inbox_epoch: String,
     // New on every start: live state does not survive a restart.
     stream_epoch: String,
+    // Set when shutdown began: new sessions are refused with 4000.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Relay {
@@ -257,6 +259,7 @@ impl Relay {
             metrics,
             inbox_epoch,
             stream_epoch: crate::auth::random_id("streams"),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         });
         let depth: usize = relay.lock().devices.values().map(|d| d.inbox.len()).sum();
         relay.metrics.inbox_depth.set(depth as i64);
@@ -309,6 +312,8 @@ impl Relay {
 
     /// Closes every session with `server_restarting` (4000) and `retry_after_ms`.
     pub fn close_all_restarting(&self, retry_after_ms: u64) {
+        // Sessions that say hello from now on are refused with 4000 as well.
+        self.shutting_down.store(true, std::sync::atomic::Ordering::Relaxed);
         let world = self.lock();
         for device in world.devices.values() {
             if let Some(s) = &device.session {

@@ -37,6 +37,8 @@ pub enum AttachError {
     DeviceRevoked,
     /// Token family revoked (4502).
     SessionRevoked,
+    /// The relay is shutting down (4000).
+    ShuttingDown,
 }
 
 impl AttachError {
@@ -46,6 +48,7 @@ impl AttachError {
             AttachError::Unauthorized => CloseCode::Unauthorized,
             AttachError::DeviceRevoked => CloseCode::DeviceRevoked,
             AttachError::SessionRevoked => CloseCode::SessionRevoked,
+            AttachError::ShuttingDown => CloseCode::ServerRestarting,
         }
     }
 }
@@ -73,13 +76,22 @@ impl Relay {
         hello: &Hello,
         token_expires_at_ms: u64,
     ) -> Result<Attached, AttachError> {
-        self.check_device(claims)?;
+        if self.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(AttachError::ShuttingDown);
+        }
         let mut world = self.lock();
+        // Checked under the same lock as the attach: a revocation cannot slip in between.
+        check_device_in(&world, claims)?;
         world.next_conn_id += 1;
         let conn_id = world.next_conn_id;
         let now = Instant::now();
         let expiry = Duration::from_millis(self.limits.session_expiry_ms);
         let devices = world.user_devices.get(&claims.sub).map_or(0, Vec::len);
+        // Counted from what the relay holds, not from what the client lists: distinct streams of
+        // this user, each at most its retained events plus a gap notice.
+        let listed: std::collections::BTreeSet<&str> =
+            hello.resume.iter().flat_map(|r| r.streams.iter().map(|p| p.stream.as_str())).collect();
+        let replay: usize = listed.iter().map(|st| world.streams.retained(&claims.sub, st) + 1).sum();
         let device = world.devices.get_mut(&claims.did).expect("checked above");
         let resumed = match (&hello.resume, &device.last_session) {
             (Some(r), Some((id, ended))) => *id == r.session_id && ended.is_none_or(|t| now < t + expiry),
@@ -92,13 +104,8 @@ impl Relay {
         // Room for everything this attach queues at once (welcome, presence snapshot, a full
         // replay window per listed stream, a full in-flight window) on top of the slow-consumer
         // allowance: a resume must not be mistaken for a slow consumer (LIVE-9, LIVE-7).
-        let streams = hello.resume.as_ref().map_or(0, |r| r.streams.len());
-        let window = usize::try_from(self.limits.replay_window_events).unwrap_or(usize::MAX);
         let in_flight = usize::try_from(self.limits.max_in_flight).unwrap_or(usize::MAX);
-        let burst = streams
-            .saturating_mul(window.saturating_add(1))
-            .saturating_add(in_flight)
-            .saturating_add(devices);
+        let burst = replay.saturating_add(in_flight).saturating_add(devices);
         let (tx, frames) =
             mpsc::channel(OUTBOUND_QUEUE.saturating_add(burst).min(tokio::sync::Semaphore::MAX_PERMITS));
         let (close_tx, close) = watch::channel(None);
@@ -156,21 +163,7 @@ impl Relay {
     /// Steps 7 to 9 of the validation table (PROTOCOL.md 6.4.1, before the expiry check):
     /// the device record (user, type and family: invalid), then device and family revocation.
     pub fn check_device(&self, claims: &AccessClaims) -> Result<(), AttachError> {
-        let world = self.lock();
-        let device = world.devices.get(&claims.did).ok_or(AttachError::Unauthorized)?;
-        if device.record.user_id != claims.sub
-            || device.record.device_type != claims.dty
-            || device.record.family != claims.fam
-        {
-            return Err(AttachError::Unauthorized);
-        }
-        if device.record.revoked_at_ms.is_some() {
-            return Err(AttachError::DeviceRevoked);
-        }
-        if world.families.get(&claims.fam).is_none_or(|f| f.revoked) {
-            return Err(AttachError::SessionRevoked);
-        }
-        Ok(())
+        check_device_in(&self.lock(), claims)
     }
 
     /// A connection ended. `deliberate`: after `device_disconnect` (not resumable).
@@ -237,4 +230,23 @@ fn broadcast_presence(world: &World, ctx: &SessionCtx, online: bool) {
             s.push(text.clone());
         }
     }
+}
+
+/// Steps 7-9 of token validation (PROTOCOL.md 6.4): the device exists, belongs to the token's
+/// user with its type and family, and neither it nor the family is revoked.
+fn check_device_in(world: &World, claims: &AccessClaims) -> Result<(), AttachError> {
+    let device = world.devices.get(&claims.did).ok_or(AttachError::Unauthorized)?;
+    if device.record.user_id != claims.sub
+        || device.record.device_type != claims.dty
+        || device.record.family != claims.fam
+    {
+        return Err(AttachError::Unauthorized);
+    }
+    if device.record.revoked_at_ms.is_some() {
+        return Err(AttachError::DeviceRevoked);
+    }
+    if world.families.get(&claims.fam).is_none_or(|f| f.revoked) {
+        return Err(AttachError::SessionRevoked);
+    }
+    Ok(())
 }
