@@ -260,6 +260,7 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
                     payload,
                     e2e,
                 };
+                let send = Send { ttl_ms: scenario.workload.ttl_ms, ..send };
                 let text = encode(&ClientFrame::send(DurableKind::NewTask, send));
                 if ws.send(Message::text(text)).await.is_err() {
                     shared.report(Event::Error { code: "transport".into() });
@@ -398,6 +399,11 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
                     shared.report(Event::Backlog { cid, intended, at });
                 } else {
                     shared.report(Event::Delivered { cid, intended, at });
+                }
+                if let Some(ttl) = shared.scenario.workload.ttl_ms
+                    && at.saturating_sub(intended) > ttl * 1000
+                {
+                    shared.report(Event::Expired { cid });
                 }
                 // A redelivery is acked again but not executed again (CLI-1); the aggregator
                 // counts it as a duplicate.

@@ -180,6 +180,7 @@ fn ledger_table(out: &mut String, r: &Report) {
             l.delivered_after_reconnect,
             "first delivered from the backlog of a desktop that had been offline",
         ),
+        ("delivered_after_expiry", l.delivered_after_expiry, "delivered after their time to live ran out"),
         ("lost", l.lost, "accepted but never delivered: at-least-once broken"),
         ("duplicated", l.duplicated, "extra deliveries (allowed by at-least-once)"),
         ("unacknowledged", l.unacknowledged, "sent but neither accepted nor delivered"),

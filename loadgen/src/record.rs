@@ -62,6 +62,11 @@ pub enum Event {
         /// `welcome` of the new connection.
         at: Micros,
     },
+    /// A desktop received command `cid` later than its time to live after the send.
+    Expired {
+        /// Command id.
+        cid: u64,
+    },
     /// A phone received a live update for `cid`.
     Update {
         /// Command id.
@@ -222,6 +227,8 @@ pub struct Ledger {
     pub unacknowledged: u64,
     /// Commands first delivered from the backlog of a desktop that had been offline.
     pub delivered_after_reconnect: u64,
+    /// Commands delivered after their time to live ran out (the relay must never do this).
+    pub delivered_after_expiry: u64,
     /// Commands whose final `tool_complete` reached the phone.
     pub completed: u64,
     /// Live updates received.
@@ -397,6 +404,7 @@ impl Aggregator {
                     self.second(at).delivered += 1;
                 }
             }
+            Event::Expired { .. } => self.ledger.delivered_after_expiry += 1,
             Event::Reconnected { dropped, at } => lat(&mut self.reconnect, dropped, at),
             Event::Update { sent, at, out_of_order, .. } => {
                 lat(&mut self.update, sent, at);
@@ -517,8 +525,10 @@ mod tests {
         a.record(Event::Accepted { cid: 1, at: 20 });
         a.record(Event::Backlog { cid: 1, intended: 0, at: 5_000_000 });
         a.record(Event::Reconnected { dropped: 1_000_000, at: 1_250_000 });
+        a.record(Event::Expired { cid: 1 });
         let s = a.finish();
         assert_eq!((s.ledger.delivered, s.ledger.lost, s.ledger.delivered_after_reconnect), (1, 0, 1));
+        assert_eq!(s.ledger.delivered_after_expiry, 1);
         assert_eq!(s.command_routing.count, 0);
         assert_eq!(s.backlog.count, 1);
         assert!((s.reconnect.p50_ms - 250.0).abs() < 1.0, "{:?}", s.reconnect);

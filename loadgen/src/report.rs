@@ -159,6 +159,7 @@ fn slo_checks(slo: &Slo, stats: &Stats, devices: u64) -> Vec<SloCheck> {
         check("reconnect_p99_ms", slo.reconnect_p99_ms, stats.reconnect.p99_ms),
         check("lost", slo.max_lost as f64, l.lost as f64),
         check("unacknowledged", 0.0, l.unacknowledged as f64),
+        check("delivered_after_expiry", 0.0, l.delivered_after_expiry as f64),
         check("devices_not_connected", 0.0, failed_connects),
     ]
 }

@@ -126,11 +126,15 @@ pub struct Workload {
     /// must carry it opaque. The generator does not encrypt (the relay cannot tell); it measures
     /// the relay's cost of opaque bodies.
     pub e2e: bool,
+    /// Time to live of every command (`ttl_ms` of the sends); the relay's default when absent.
+    /// Commands delivered later than this after their send are counted as delivered after
+    /// expiry (a relay fault).
+    pub ttl_ms: Option<u64>,
 }
 
 impl Default for Workload {
     fn default() -> Self {
-        Workload { progress_updates: 3, payload_bytes: 256, e2e: false }
+        Workload { progress_updates: 3, payload_bytes: 256, e2e: false, ttl_ms: None }
     }
 }
 

@@ -121,6 +121,7 @@ fn assert_self_contained_html(report: &Report) {
 async fn e2e_bodies_are_relayed_and_measured_like_plain_ones() {
     let mut scenario = tiny(500.0);
     scenario.workload.e2e = true;
+    scenario.workload.ttl_ms = Some(60_000);
     let report = run_embedded(scenario).await;
     let l = &report.stats.ledger;
     assert_eq!(
@@ -130,6 +131,7 @@ async fn e2e_bodies_are_relayed_and_measured_like_plain_ones() {
         report.to_table()
     );
     assert_eq!(report.stats.command_routing.count, 24);
+    assert_eq!(l.delivered_after_expiry, 0, "a conforming relay never delivers after expiry");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -144,6 +144,7 @@ impl Aggregator {
         m.duplicated += l.duplicated;
         m.unacknowledged += l.unacknowledged;
         m.delivered_after_reconnect += l.delivered_after_reconnect;
+        m.delivered_after_expiry += l.delivered_after_expiry;
         m.completed += l.completed;
         m.updates += l.updates;
         m.out_of_order += l.out_of_order;
