@@ -128,22 +128,15 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
                     listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                     ..relaykit_server::Config::default()
                 };
-                let relay = relaykit_server::build(&config).context("starting the embedded relay")?;
-                let listener =
-                    tokio::net::TcpListener::bind(config.listen).await.context("binding loopback")?;
-                let addr = listener.local_addr()?;
-                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-                let server = tokio::spawn(async move {
-                    let shutdown = async move {
-                        let _ = stopped.await;
-                    };
-                    relaykit_server::run(listener, relay, &config, shutdown).await
-                });
-                let report =
-                    relaykit_loadgen::run_with(scenario.clone(), addr, "embedded".into(), options.clone())
-                        .await;
-                let _ = stop.send(());
-                let _ = server.await;
+                let relay = relaykit_server::spawn(config).await.context("starting the embedded relay")?;
+                let report = relaykit_loadgen::run_with(
+                    scenario.clone(),
+                    relay.addr,
+                    "embedded".into(),
+                    options.clone(),
+                )
+                .await;
+                let _ = relay.stop().await;
                 Ok(Some(report?))
             }
         }

@@ -12,13 +12,11 @@ use relaykit_protocol::requirements::Level;
 use relaykit_protocol::schema::SchemaSet;
 use relaykit_server::Config;
 use relaykit_server::mutant::Mutant;
-use tokio::sync::oneshot;
 
 /// An in-process reference server with limits small enough for a fast suite.
 struct Server {
     addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    running: relaykit_server::Running,
 }
 
 impl Server {
@@ -36,17 +34,8 @@ impl Server {
         l.heartbeat_ms = 2000;
         l.inbox_max_entries = 50;
         config.validate().expect("valid test configuration");
-        let relay = relaykit_server::build(&config).expect("relay");
-        let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = rx.await;
-            };
-            relaykit_server::run(listener, relay, &config, shutdown).await.expect("server runs");
-        });
-        Server { addr, stop: Some(stop), task }
+        let running = relaykit_server::spawn(config).await.expect("relay");
+        Server { addr: running.addr, running }
     }
 
     async fn check(&self, filters: &[&str]) -> Report {
@@ -61,11 +50,8 @@ impl Server {
         relaykit_conformance::run(&config, &cases).await.expect("the suite runs")
     }
 
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = self.task.await;
+    async fn stop(self) {
+        self.running.stop().await.expect("server stops cleanly");
     }
 }
 

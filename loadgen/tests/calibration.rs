@@ -61,23 +61,13 @@ async fn delaying_proxy(upstream: SocketAddr) -> SocketAddr {
     addr
 }
 
-async fn relay() -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+async fn relay() -> relaykit_server::Running {
     let config = relaykit_server::Config {
         ephemeral: true,
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ..relaykit_server::Config::default()
     };
-    let relay = relaykit_server::build(&config).expect("relay");
-    let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        let _ = relaykit_server::run(listener, relay, &config, shutdown).await;
-    });
-    (addr, stop)
+    relaykit_server::spawn(config).await.expect("relay")
 }
 
 const SCENARIO: &str = r#"
@@ -95,7 +85,8 @@ rate_per_mobile = 4
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_injected_delay_shows_up_in_the_measured_latencies() {
-    let (upstream, stop) = relay().await;
+    let relay = relay().await;
+    let upstream = relay.addr;
     let direct =
         relaykit_loadgen::run(Scenario::from_toml("c.toml", SCENARIO).unwrap(), upstream, "direct".into())
             .await
@@ -105,7 +96,7 @@ async fn an_injected_delay_shows_up_in_the_measured_latencies() {
         relaykit_loadgen::run(Scenario::from_toml("c.toml", SCENARIO).unwrap(), proxy, "delayed".into())
             .await
             .expect("delayed run");
-    let _ = stop.send(());
+    relay.stop().await.expect("relay stops cleanly");
     let d = DELAY.as_secs_f64() * 1000.0;
     for (name, base, slow) in [
         ("command routing", &direct.stats.command_routing, &delayed.stats.command_routing),

@@ -38,19 +38,10 @@ async fn run_embedded(scenario: Scenario) -> Report {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ..relaykit_server::Config::default()
     };
-    let relay = relaykit_server::build(&config).expect("relay");
-    let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        relaykit_server::run(listener, relay, &config, shutdown).await
-    });
+    let relay = relaykit_server::spawn(config).await.expect("relay");
+    let addr = relay.addr;
     let report = relaykit_loadgen::run(scenario, addr, format!("http://{addr}")).await.expect("run");
-    let _ = stop.send(());
-    let _ = server.await;
+    relay.stop().await.expect("relay stops cleanly");
     report
 }
 

@@ -25,4 +25,4 @@ pub mod state;
 pub mod store;
 
 pub use config::Config;
-pub use server::{ServerError, build, run};
+pub use server::{Running, ServerError, build, run, spawn};

@@ -128,3 +128,38 @@ pub async fn run(
     relay.flush().await?;
     Ok(())
 }
+
+/// A relay running on a task of the current runtime (embedded use: `relaykit load` without a
+/// target, tests).
+#[derive(Debug)]
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), ServerError>>,
+}
+
+impl Running {
+    /// Shuts the relay down (as on SIGTERM) and waits for it.
+    pub async fn stop(mut self) -> Result<(), ServerError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.map_err(|e| ServerError::Io(std::io::Error::other(e.to_string())))?
+    }
+}
+
+/// Builds the relay of `config`, binds `config.listen` and serves it on a new task.
+pub async fn spawn(config: Config) -> Result<Running, ServerError> {
+    let relay = build(&config)?;
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        run(listener, relay, &config, shutdown).await
+    });
+    Ok(Running { addr, stop: Some(stop), task })
+}
