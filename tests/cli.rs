@@ -12,6 +12,34 @@ fn relaykit(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// A `relaykit serve --ephemeral` process we started; killed (by its pid) when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `relaykit serve --ephemeral` on a free loopback port; returns it and its URL.
+fn serve(extra: &[&str]) -> (Server, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relaykit"))
+        .args(["serve", "--ephemeral", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start relaykit serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let server = Server(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("listening line");
+    let url = line.trim().strip_prefix("listening ").expect("`listening URL` line").to_string();
+    (server, url)
+}
+
 #[test]
 fn validate_accepts_valid_frames_and_names_the_violation_of_invalid_ones() {
     let (code, out) = relaykit(&["validate", "schemas/examples/valid/ws.client.send.new_task_to_role.json"]);
@@ -46,27 +74,7 @@ fn schemas_lists_every_frame_schema() {
 /// files it writes validate.
 #[test]
 fn check_against_serve_writes_valid_json_and_junit() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relaykit"))
-        .args(["serve", "--ephemeral", "--test-tokens", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start relaykit serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let _server = Kill(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("listening line");
-    let url = line.trim().strip_prefix("listening ").expect("listening line").to_string();
+    let (_server, url) = serve(&["--test-tokens"]);
     let dir = std::env::temp_dir().join(format!("relaykit-cli-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (json, junit) = (dir.join("report.json"), dir.join("report.xml"));
@@ -144,27 +152,7 @@ fn load_reports_scenario_mistakes_with_their_location() {
 /// exact ledger a single process gets for the smoke scenario (300 commands, all delivered).
 #[test]
 fn load_with_two_worker_processes_merges_into_one_report() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relaykit"))
-        .args(["serve", "--ephemeral", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start relaykit serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let _server = Kill(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("listening line");
-    let url = line.trim().strip_prefix("listening ").expect("listening line").to_string();
+    let (_server, url) = serve(&[]);
     let json = std::env::temp_dir().join(format!("relaykit-cli-workers-{}.json", std::process::id()));
     let (code, out) = relaykit(&[
         "load",
