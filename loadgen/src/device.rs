@@ -270,10 +270,15 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
             }
             frame = next_frame(&mut ws) => {
                 let Some(frame) = frame else {
-                    if !*stop.borrow() {
-                        shared.report(Event::Error { code: "transport".into() });
+                    if *stop.borrow() {
+                        return;
                     }
-                    return;
+                    // An unplanned drop (relay restart, ack timeout, network): come back like a
+                    // real client would (CLI-4), and time it.
+                    shared.report(Event::Error { code: "transport".into() });
+                    let Some(again) = recover(&shared, &creds.tokens.access_token, &mut stop).await else { return };
+                    ws = again;
+                    continue;
                 };
                 if housekeeping(&mut ws, &shared, &frame).await {
                     continue;
@@ -383,10 +388,15 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
             }
             frame = next_frame(&mut ws) => {
                 let Some(frame) = frame else {
-                    if !*stop.borrow() {
-                        shared.report(Event::Error { code: "transport".into() });
+                    if *stop.borrow() {
+                        return;
                     }
-                    return;
+                    // An unplanned drop (relay restart, ack timeout, network): come back like a
+                    // real client would (CLI-4), and time it.
+                    shared.report(Event::Error { code: "transport".into() });
+                    let Some(again) = recover(&shared, &creds.tokens.access_token, &mut stop).await else { return };
+                    ws = again;
+                    continue;
                 };
                 if housekeeping(&mut ws, &shared, &frame).await {
                     continue;
@@ -441,6 +451,28 @@ async fn offline(
         _ = stop.changed() => return None,
     }
     reconnect(shared, token).await
+}
+
+/// Reconnects after an unplanned drop: exponential backoff with full jitter (base 250 ms, cap
+/// 5 s, at most 10 attempts, PROTOCOL.md CLI-4); reports the time from the drop to the new
+/// `welcome`. `None` when the run stops or every attempt failed.
+async fn recover(shared: &Shared, token: &str, stop: &mut watch::Receiver<bool>) -> Option<Ws> {
+    let dropped = shared.now();
+    for attempt in 0..10u32 {
+        let ceiling = (250u64 << attempt.min(5)).min(5_000);
+        let jitter = crate::run::pick(shared.scenario.seed ^ dropped, u64::from(attempt));
+        let wait = Duration::from_millis((ceiling as f64 * jitter) as u64);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return None,
+        }
+        if let Some(ws) = connect_as(shared, token, false).await {
+            shared.report(Event::Reconnected { dropped, at: shared.now() });
+            return Some(ws);
+        }
+    }
+    shared.report(Event::Error { code: "reconnect_failed".into() });
+    None
 }
 
 /// Connects again when an offline window ends; reports the recovery time, from the moment the
