@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod check;
 mod inspect;
 mod load;
+mod merge;
 mod serve;
 
 /// Reference relay, conformance suite and load generator for the relay.v1 protocol.
@@ -26,6 +27,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Simulate phones and desktops against a relay and check the latency budgets.
     Load(load::LoadArgs),
+    /// Merge the result bundles of sharded load workers into one report.
+    Merge(merge::MergeArgs),
     /// Validate JSON messages against the relay.v1 JSON Schemas.
     Validate(inspect::ValidateArgs),
     /// List the embedded JSON Schemas, or print one.
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(args),
         Command::Check(args) => check::check(args),
         Command::Load(args) => load::load(args),
+        Command::Merge(args) => merge::merge(args),
         Command::Validate(args) => inspect::validate(args),
         Command::Schemas(args) => inspect::schemas(args),
         Command::Requirements(args) => inspect::requirements(args),

@@ -175,3 +175,61 @@ fn load_with_two_worker_processes_merges_into_one_report() {
     assert_eq!(report["stats"]["connect"]["count"], 40, "both workers' devices are in the report");
     let _ = std::fs::remove_file(json);
 }
+
+/// `relaykit merge`: two shards run as separate commands (as on two machines), merged into one
+/// report with the whole population's ledger; an incomplete set of shards is refused.
+#[test]
+fn merge_joins_separately_run_shards() {
+    let (_server, url) = serve(&[]);
+    let dir = std::env::temp_dir().join(format!("relaykit-cli-merge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let start_at =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 3_000;
+    let bundles: Vec<_> = (0..2).map(|i| dir.join(format!("shard-{i}.json"))).collect();
+    let workers: Vec<_> = bundles
+        .iter()
+        .enumerate()
+        .map(|(i, bundle)| {
+            Command::new(env!("CARGO_BIN_EXE_relaykit"))
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args([
+                    "load",
+                    "scenarios/smoke.toml",
+                    "--target",
+                    &url,
+                    "--quiet",
+                    "--shard",
+                    &format!("{i}/2"),
+                ])
+                .args(["--start-at-ms", &start_at.to_string(), "--bundle", bundle.to_str().unwrap()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start worker")
+        })
+        .collect();
+    // Both run at once, sharing the start instant, as pods of one Indexed Job would.
+    for w in workers {
+        let out = w.wait_with_output().expect("worker ran");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let json = dir.join("merged.json");
+    let (code, out) = relaykit(&[
+        "merge",
+        "--scenario",
+        "scenarios/smoke.toml",
+        bundles[0].to_str().unwrap(),
+        bundles[1].to_str().unwrap(),
+        "--report-json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["stats"]["ledger"]["sent"], 300, "{out}");
+    assert_eq!(report["stats"]["ledger"]["lost"], 0);
+    let (code, out) =
+        relaykit(&["merge", "--scenario", "scenarios/smoke.toml", bundles[0].to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("incomplete set of shards"), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}

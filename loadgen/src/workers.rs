@@ -58,8 +58,7 @@ pub async fn run_workers(
     }
     let budget = Duration::from_secs_f64(scenario.load_duration_s() + scenario.drain_s + 300.0)
         + Duration::from_millis(start_at_ms - now_ms);
-    let mut merged = Aggregator::default();
-    let (mut cpu_s, mut rss_kib, mut wall_ms) = (0.0, 0, 0);
+    let mut paths = Vec::new();
     for (i, path, mut child) in children {
         let status = tokio::time::timeout(budget, child.wait())
             .await
@@ -68,18 +67,49 @@ pub async fn run_workers(
         if !status.success() {
             return Err(LoadError::Output(format!("worker {i} failed ({status}); its stderr says why")));
         }
-        let text = std::fs::read_to_string(&path)
+        paths.push(path);
+    }
+    let report = merge_files(scenario, target, now_ms, &paths, options.cpu_limit_percent);
+    let _ = std::fs::remove_dir_all(&dir);
+    report
+}
+
+/// Merges result bundle files (from `--workers`, or from workers elsewhere run with
+/// `--shard I/N --bundle FILE`) into one report judged against `scenario`'s budgets. Every shard
+/// of the run must be there exactly once.
+pub fn merge_files(
+    scenario: &Scenario,
+    target: &str,
+    started_at_ms: u64,
+    paths: &[PathBuf],
+    cpu_limit_percent: Option<f64>,
+) -> Result<Report, LoadError> {
+    let mut merged = Aggregator::default();
+    let (mut cpu_s, mut rss_kib, mut wall_ms) = (0.0, 0, 0);
+    let mut shards = std::collections::BTreeSet::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path)
             .map_err(|e| LoadError::Output(format!("{}: {e}", path.display())))?;
         let bundle: Bundle =
             serde_json::from_str(&text).map_err(|e| LoadError::Output(format!("{}: {e}", path.display())))?;
+        if !shards.insert(bundle.shard) {
+            return Err(LoadError::Output(format!(
+                "{}: shard {:?} given twice",
+                path.display(),
+                bundle.shard
+            )));
+        }
         merged.merge(&bundle).map_err(|e| LoadError::Output(e.to_string()))?;
         cpu_s += bundle.cpu_s;
         rss_kib += bundle.rss_kib;
         wall_ms = wall_ms.max(bundle.wall_ms);
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let count = shards.iter().next().map_or(0, |s| s.1);
+    if shards.len() != count as usize || shards.iter().any(|s| s.1 != count) {
+        return Err(LoadError::Output(format!("incomplete set of shards {shards:?}: expected {count}")));
+    }
     let stats = merged.finish();
     let wall = Duration::from_millis(wall_ms);
-    let generator = Generator::from_figures(&stats, cpu_s, wall, rss_kib, options.cpu_limit_percent);
-    Ok(Report::new(scenario, target.to_string(), now_ms, wall, stats, generator))
+    let generator = Generator::from_figures(&stats, cpu_s, wall, rss_kib, cpu_limit_percent);
+    Ok(Report::new(scenario, target.to_string(), started_at_ms, wall, stats, generator))
 }
