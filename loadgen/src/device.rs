@@ -270,12 +270,6 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
             }
             frame = next_frame(&mut ws) => {
                 let Some(frame) = frame else {
-                    if *stop.borrow() {
-                        return;
-                    }
-                    // An unplanned drop (relay restart, ack timeout, network): come back like a
-                    // real client would (CLI-4), and time it.
-                    shared.report(Event::Error { code: "transport".into() });
                     let Some(again) = recover(&shared, &creds.tokens.access_token, &mut stop).await else { return };
                     ws = again;
                     continue;
@@ -388,12 +382,6 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
             }
             frame = next_frame(&mut ws) => {
                 let Some(frame) = frame else {
-                    if *stop.borrow() {
-                        return;
-                    }
-                    // An unplanned drop (relay restart, ack timeout, network): come back like a
-                    // real client would (CLI-4), and time it.
-                    shared.report(Event::Error { code: "transport".into() });
                     let Some(again) = recover(&shared, &creds.tokens.access_token, &mut stop).await else { return };
                     ws = again;
                     continue;
@@ -453,10 +441,16 @@ async fn offline(
     reconnect(shared, token).await
 }
 
-/// Reconnects after an unplanned drop: exponential backoff with full jitter (base 250 ms, cap
-/// 5 s, at most 10 attempts, PROTOCOL.md CLI-4); reports the time from the drop to the new
-/// `welcome`. `None` when the run stops or every attempt failed.
+/// The connection ended. At the end of the run that is expected (`None`). Otherwise it is an
+/// unplanned drop (relay restart, ack timeout, network): reported, then reconnected like a real
+/// client would, with exponential backoff and full jitter (base 250 ms, cap 5 s, at most 10
+/// attempts, PROTOCOL.md CLI-4), timing the drop to the new `welcome`. `None` when the run stops
+/// or every attempt failed.
 async fn recover(shared: &Shared, token: &str, stop: &mut watch::Receiver<bool>) -> Option<Ws> {
+    if *stop.borrow() {
+        return None;
+    }
+    shared.report(Event::Error { code: "transport".into() });
     let dropped = shared.now();
     for attempt in 0..10u32 {
         let ceiling = (250u64 << attempt.min(5)).min(5_000);
