@@ -11,8 +11,8 @@ use futures_util::{SinkExt, StreamExt};
 use relaykit_protocol::client::{Ack, Heartbeat, Hello, Publish, Send};
 use relaykit_protocol::rest::Registered;
 use relaykit_protocol::{
-    ClientFrame, DecodeLimits, DeviceType, DurableKind, E2eEnvelope, LiveKind, PROTOCOL_V1, RawJson,
-    ServerFrame, Target, decode_server, encode,
+    ClientFrame, DecodeLimits, DeviceType, DurableKind, LiveKind, PROTOCOL_V1, ServerFrame, Target,
+    decode_server, encode,
 };
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -25,6 +25,12 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::record::{Event, Micros};
 use crate::scenario::Scenario;
+
+mod body;
+mod schedule;
+
+use body::{body, read_body, stamp};
+use schedule::offline_windows;
 
 /// What every device task shares.
 #[derive(Debug, Clone)]
@@ -139,52 +145,6 @@ async fn next_frame(ws: &mut Ws) -> Option<ServerFrame> {
             Ok(_) => continue,
         }
     }
-}
-
-/// The `lg` object a load-generator payload carries: command id and the sender's intended time.
-fn stamp(cid: u64, t: Micros, pad: usize) -> RawJson {
-    let text = if pad == 0 {
-        format!(r#"{{"lg":{{"c":{cid},"t":{t}}}}}"#)
-    } else {
-        format!(r#"{{"lg":{{"c":{cid},"t":{t}}},"pad":"{}"}}"#, "x".repeat(pad))
-    };
-    RawJson::from_text(text).expect("stamps are JSON")
-}
-
-/// Reads `(cid, t)` back from a payload.
-fn read_stamp(payload: Option<&RawJson>) -> Option<(u64, Micros)> {
-    stamp_of(payload?.get())
-}
-
-fn stamp_of(text: &str) -> Option<(u64, Micros)> {
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    Some((value["lg"]["c"].as_u64()?, value["lg"]["t"].as_u64()?))
-}
-
-/// A body: plain `payload`, or the same text as the "ciphertext" of an `e2e` envelope.
-fn body(stamp: RawJson, e2e: bool) -> (Option<RawJson>, Option<E2eEnvelope>) {
-    if !e2e {
-        return (Some(stamp), None);
-    }
-    use base64::Engine as _;
-    let ciphertext = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(stamp.get());
-    let envelope = E2eEnvelope {
-        alg: "relaykit-load-plain".into(),
-        kid: "load".into(),
-        nonce: "AAAA".into(),
-        ciphertext,
-    };
-    (None, Some(envelope))
-}
-
-/// Reads `(cid, t)` back from either kind of body.
-fn read_body(payload: Option<&RawJson>, e2e: Option<&E2eEnvelope>) -> Option<(u64, Micros)> {
-    if let Some(e) = e2e {
-        use base64::Engine as _;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&e.ciphertext).ok()?;
-        return stamp_of(std::str::from_utf8(&bytes).ok()?);
-    }
-    read_stamp(payload)
 }
 
 /// Answers relay pings and acks receipts; other frames are the caller's.
@@ -310,38 +270,6 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
             }
         }
     }
-}
-
-/// Offline windows of desktop `index`, in load seconds: `(start, end, abrupt)`, by start.
-fn offline_windows(
-    scenario: &Scenario,
-    role: DeviceType,
-    index: u64,
-) -> std::collections::VecDeque<(f64, f64, bool)> {
-    // Phones and desktops draw from different streams of the seed.
-    let salt = if role == DeviceType::Mobile { 0x6D6F_6269_6C65 } else { 0 };
-    let mut w: Vec<(f64, f64, bool)> = scenario
-        .offline
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| o.role == role)
-        .filter(|(i, o)| crate::run::pick(scenario.seed ^ salt ^ (*i as u64 + 1), index) < o.fraction)
-        .map(|(_, o)| (o.at_s, o.at_s + o.duration_s, o.abrupt))
-        .collect();
-    if let Some(churn) = scenario.churn.as_ref().filter(|c| c.role == role) {
-        let minutes = (scenario.load_duration_s() / 60.0).ceil() as u64;
-        for m in 0..minutes {
-            let salt = salt ^ scenario.seed.rotate_left(17) ^ (m + 1).wrapping_mul(0xA24B_AED4_963E_E407);
-            if crate::run::pick(salt, index) < churn.per_minute {
-                let at = m as f64 * 60.0 + crate::run::pick(salt ^ 0x5851_F42D, index) * 60.0;
-                if at < scenario.load_duration_s() {
-                    w.push((at, at, churn.abrupt));
-                }
-            }
-        }
-    }
-    w.sort_by(|a, b| a.0.total_cmp(&b.0));
-    w.into()
 }
 
 /// A desktop: answers every command with a progress stream and a durable result; goes offline
@@ -497,40 +425,4 @@ async fn answer(ws: &mut Ws, shared: &Shared, cid: u64, phone: &str, updates: u3
     let done =
         Send { id: format!("d{cid}"), to, priority: None, ttl_ms: None, max_attempts: None, payload, e2e };
     let _ = ws.send(Message::text(encode(&ClientFrame::send(DurableKind::ToolComplete, done)))).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scenario(extra: &str) -> Scenario {
-        let text = format!(
-            "name = \"t\"\n[population]\nusers = 1\n[[phases]]\nname = \"s\"\nkind = \"steady\"\nduration_s = 120\nrate_per_mobile = 1\n{extra}"
-        );
-        Scenario::from_toml("t.toml", &text).unwrap()
-    }
-
-    #[test]
-    fn offline_steps_pick_their_share_of_desktops() {
-        let s = scenario("[[offline]]\nat_s = 10\nduration_s = 2\nfraction = 0.25\n");
-        let picked = (0..2000).filter(|d| !offline_windows(&s, DeviceType::Desktop, *d).is_empty()).count();
-        assert!((400..600).contains(&picked), "{picked} of 2000 for 25%");
-        let w =
-            (0..2000).map(|d| offline_windows(&s, DeviceType::Desktop, d)).find(|w| !w.is_empty()).unwrap();
-        assert_eq!(w[0], (10.0, 12.0, true));
-    }
-
-    #[test]
-    fn churn_drops_about_its_share_per_minute() {
-        let s = scenario("[churn]\nper_minute = 0.1\nabrupt = false\n");
-        let windows: Vec<_> = (0..1000).flat_map(|d| offline_windows(&s, DeviceType::Desktop, d)).collect();
-        // 2 minutes x 1000 desktops x 10%: about 200 drops, each a storm-like 0 s window.
-        assert!((150..250).contains(&windows.len()), "{}", windows.len());
-        assert!(windows.iter().all(|(a, b, abrupt)| a == b && !abrupt && (0.0..120.0).contains(a)));
-        assert_eq!(offline_windows(&s, DeviceType::Desktop, 7), offline_windows(&s, DeviceType::Desktop, 7));
-        assert!(
-            (0..1000).all(|d| offline_windows(&s, DeviceType::Mobile, d).is_empty()),
-            "churn is per role"
-        );
-    }
 }
