@@ -27,9 +27,11 @@ use crate::record::{Event, Micros};
 use crate::scenario::Scenario;
 
 mod body;
+mod pending;
 mod schedule;
 
 use body::{body, read_body, stamp};
+use pending::Pending;
 use schedule::offline_windows;
 
 /// What every device task shares.
@@ -55,7 +57,20 @@ pub struct Shared {
     pub stop: watch::Receiver<bool>,
     /// Target.
     pub addr: SocketAddr,
+    /// Silence after which a connection counts as dead, ms: 2 x the relay's `heartbeat_ms` (from
+    /// the latest `welcome`) plus a second of slack, as PROTOCOL.md asks of clients. Without it
+    /// a half-open or partitioned connection would never be noticed.
+    pub idle_ms: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// Dead-connection timeout before any `welcome` said otherwise (the default `heartbeat_ms` is 25 s).
+pub const DEFAULT_IDLE_MS: u64 = 51_000;
+
+/// A command without an answer is sent again (same id, PROTOCOL.md CLI-6) after this long...
+const RESEND_AFTER: Duration = Duration::from_secs(3);
+
+/// ... at most this many times on one connection (every reconnect sends it once more).
+const MAX_RESENDS: u32 = 5;
 
 impl Shared {
     fn now(&self) -> Micros {
@@ -64,6 +79,11 @@ impl Shared {
 
     fn report(&self, event: Event) {
         let _ = self.events.send(event);
+    }
+
+    /// When a connection that last received a frame at `last_rx` counts as dead.
+    fn dead_at(&self, last_rx: Instant) -> Instant {
+        last_rx + Duration::from_millis(self.idle_ms.load(std::sync::atomic::Ordering::Relaxed))
     }
 }
 
@@ -122,7 +142,9 @@ async fn connect_as(shared: &Shared, token: &str, first: bool) -> Option<Ws> {
     ws.send(Message::text(encode(&ClientFrame::Hello(hello)))).await.ok()?;
     loop {
         match next_frame(&mut ws).await? {
-            ServerFrame::Welcome(_) => {
+            ServerFrame::Welcome(w) => {
+                let idle = w.limits.heartbeat_ms.saturating_mul(2).saturating_add(1000);
+                shared.idle_ms.store(idle, std::sync::atomic::Ordering::Relaxed);
                 if first {
                     shared.report(Event::Connected { started, at: shared.now() });
                 }
@@ -189,7 +211,19 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
     let mut next = scenario.time_of_send(offset_s);
     // Last pseq seen per stream, for order checks.
     let mut last_pseq: HashMap<String, u64> = HashMap::new();
+    let mut pending = Pending::default();
+    let mut resend_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_rx = Instant::now();
+    // Set when the connection must be replaced (a write failed, or it went silent).
+    let mut broken = false;
     loop {
+        if broken {
+            let Some(again) = recover(&shared, &creds.tokens.access_token, &mut stop).await else { return };
+            ws = again;
+            last_rx = Instant::now();
+            broken = !resend(&mut ws, &shared, pending.all(last_rx)).await;
+            continue;
+        }
         let t = next.unwrap_or(0.0);
         let due = shared.start + Duration::from_secs_f64(lead + t);
         let drop_at = windows.front().map(|w| shared.start + Duration::from_secs_f64(lead + w.0));
@@ -199,11 +233,13 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
                 let token = &creds.tokens.access_token;
                 let Some(again) = offline(&shared, ws, token, window, lead, &mut stop).await else { return };
                 ws = again;
+                last_rx = Instant::now();
                 // A phone without a connection sends nothing: what fell due meanwhile is skipped.
                 while next.is_some_and(|n| n < window.1) {
                     seq += 1;
                     next = scenario.time_of_send(seq as f64 + offset_s);
                 }
+                broken = !resend(&mut ws, &shared, pending.all(last_rx)).await;
             }
             () = tokio::time::sleep_until(due), if next.is_some() => {
                 let cid = (index << 32) | seq;
@@ -215,25 +251,28 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
                     id: format!("c{cid}"),
                     to: Target::Role(DeviceType::Desktop),
                     priority: None,
-                    ttl_ms: None,
+                    ttl_ms: scenario.workload.ttl_ms,
                     max_attempts: None,
                     payload,
                     e2e,
                 };
-                let send = Send { ttl_ms: scenario.workload.ttl_ms, ..send };
                 let text = encode(&ClientFrame::send(DurableKind::NewTask, send));
-                if ws.send(Message::text(text)).await.is_err() {
-                    shared.report(Event::Error { code: "transport".into() });
-                    return;
-                }
+                pending.add(cid, text.clone(), Instant::now());
+                // Counted as sent even when the write fails: the command is the user's intent,
+                // it stays pending and goes out again on the next connection.
+                broken = ws.send(Message::text(text)).await.is_err();
                 shared.report(Event::Sent { cid, intended, actual: shared.now() });
             }
+            _ = resend_tick.tick() => {
+                broken = !resend(&mut ws, &shared, pending.overdue(Instant::now(), RESEND_AFTER, MAX_RESENDS)).await;
+            }
+            () = tokio::time::sleep_until(shared.dead_at(last_rx)) => broken = true,
             frame = next_frame(&mut ws) => {
                 let Some(frame) = frame else {
-                    let Some(again) = recover(&shared, &creds.tokens.access_token, &mut stop).await else { return };
-                    ws = again;
+                    broken = true;
                     continue;
                 };
+                last_rx = Instant::now();
                 if housekeeping(&mut ws, &shared, &frame).await {
                     continue;
                 }
@@ -241,6 +280,7 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
                 match &frame {
                     ServerFrame::Accepted(a) => {
                         if let Some(cid) = a.id.strip_prefix('c').and_then(|c| c.parse().ok()) {
+                            pending.answered(cid);
                             shared.report(Event::Accepted { cid, at });
                         }
                     }
@@ -291,10 +331,18 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
     // Commands already answered, so redeliveries are not executed twice.
     let mut handled: std::collections::HashSet<u64> = std::collections::HashSet::new();
     let mut stop = shared.stop.clone();
+    let mut last_rx = Instant::now();
     loop {
         let drop_at =
             lead.and_then(|l| windows.front().map(|w| shared.start + Duration::from_secs_f64(l + w.0)));
         tokio::select! {
+            () = tokio::time::sleep_until(shared.dead_at(last_rx)) => {
+                // Silent for 2 x heartbeat_ms: dead (half-open, partitioned or a paused relay).
+                let Some(again) = recover(&shared, &creds.tokens.access_token, &mut stop).await else { return };
+                ws = again;
+                last_rx = Instant::now();
+                back_at = shared.now();
+            }
             changed = go.changed(), if lead.is_none() => {
                 if changed.is_err() {
                     return;
@@ -306,14 +354,19 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
                 let token = &creds.tokens.access_token;
                 let Some(again) = offline(&shared, ws, token, window, lead.unwrap_or(0.0), &mut stop).await else { return };
                 ws = again;
+                last_rx = Instant::now();
                 back_at = shared.now();
             }
             frame = next_frame(&mut ws) => {
                 let Some(frame) = frame else {
                     let Some(again) = recover(&shared, &creds.tokens.access_token, &mut stop).await else { return };
                     ws = again;
+                    last_rx = Instant::now();
+                    // Redeliveries of what was in flight count as backlog, like after an offline step.
+                    back_at = shared.now();
                     continue;
                 };
+                last_rx = Instant::now();
                 if housekeeping(&mut ws, &shared, &frame).await {
                     continue;
                 }
@@ -367,6 +420,17 @@ async fn offline(
         _ = stop.changed() => return None,
     }
     reconnect(shared, token).await
+}
+
+/// Writes unanswered sends again; false when the connection failed meanwhile.
+async fn resend(ws: &mut Ws, shared: &Shared, sends: Vec<(u64, String)>) -> bool {
+    for (cid, text) in sends {
+        if ws.feed(Message::text(text)).await.is_err() {
+            return false;
+        }
+        shared.report(Event::Resent { cid });
+    }
+    ws.flush().await.is_ok()
 }
 
 /// The connection ended. At the end of the run that is expected (`None`). Otherwise it is an

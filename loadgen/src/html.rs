@@ -184,6 +184,7 @@ fn ledger_table(out: &mut String, r: &Report) {
         ("lost", l.lost, "accepted but never delivered: at-least-once broken"),
         ("duplicated", l.duplicated, "extra deliveries (allowed by at-least-once)"),
         ("unacknowledged", l.unacknowledged, "sent but neither accepted nor delivered"),
+        ("resent", l.resent, "send frames repeated for commands without an answer yet"),
         ("completed", l.completed, "final tool_complete reached the phone"),
         ("updates", l.updates, "live updates received by phones"),
         ("out_of_order", l.out_of_order, "live updates whose pseq went backwards"),

@@ -62,6 +62,12 @@ pub enum Event {
         /// `welcome` of the new connection.
         at: Micros,
     },
+    /// A phone sent command `cid` again with the same id: its first send had no answer before the
+    /// connection ended or within the resend timeout (PROTOCOL.md CLI-6).
+    Resent {
+        /// Command id.
+        cid: u64,
+    },
     /// A desktop received command `cid` later than its time to live after the send.
     Expired {
         /// Command id.
@@ -235,6 +241,9 @@ pub struct Ledger {
     pub updates: u64,
     /// Live updates whose pseq went backwards within their stream.
     pub out_of_order: u64,
+    /// Send frames repeated for commands that had no answer yet (same id; the relay must not
+    /// deliver them twice because of it).
+    pub resent: u64,
 }
 
 /// One second of the run.
@@ -405,6 +414,7 @@ impl Aggregator {
                 }
             }
             Event::Expired { .. } => self.ledger.delivered_after_expiry += 1,
+            Event::Resent { .. } => self.ledger.resent += 1,
             Event::Reconnected { dropped, at } => lat(&mut self.reconnect, dropped, at),
             Event::Update { sent, at, out_of_order, .. } => {
                 lat(&mut self.update, sent, at);

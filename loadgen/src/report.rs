@@ -260,7 +260,7 @@ impl Report {
         let l = &s.ledger;
         let _ = writeln!(
             out,
-            "\nledger: sent {} accepted {} delivered {} (after reconnect {}) lost {} duplicated {} unacknowledged {} completed {} updates {} out-of-order {}",
+            "\nledger: sent {} accepted {} delivered {} (after reconnect {}) lost {} duplicated {} unacknowledged {} resent {} completed {} updates {} out-of-order {}",
             l.sent,
             l.accepted,
             l.delivered,
@@ -268,6 +268,7 @@ impl Report {
             l.lost,
             l.duplicated,
             l.unacknowledged,
+            l.resent,
             l.completed,
             l.updates,
             l.out_of_order

@@ -247,6 +247,7 @@ pub async fn simulate(
         scenario: scenario.clone(),
         stop,
         addr,
+        idle_ms: Arc::new(std::sync::atomic::AtomicU64::new(device::DEFAULT_IDLE_MS)),
     };
     let progress = options.progress;
     let aggregator = tokio::spawn(async move {

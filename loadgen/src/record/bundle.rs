@@ -148,6 +148,7 @@ impl Aggregator {
         m.completed += l.completed;
         m.updates += l.updates;
         m.out_of_order += l.out_of_order;
+        m.resent += l.resent;
         for (code, n) in &bundle.errors {
             *self.errors.entry(code.clone()).or_default() += n;
         }
