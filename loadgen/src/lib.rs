@@ -17,6 +17,7 @@ pub mod record;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod target;
 pub mod workers;
 
 pub use report::Report;

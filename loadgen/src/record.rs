@@ -167,7 +167,9 @@ fn p99_ms(h: &Histogram<u64>) -> f64 {
 }
 
 mod bundle;
+mod windows;
 pub use bundle::{Bundle, BundleError};
+pub use windows::{Window, WindowStats};
 
 /// Per-second histograms of a run, for an HdrHistogram interval log.
 #[derive(Debug)]
@@ -214,6 +216,7 @@ struct Command {
     accepted: bool,
     deliveries: u32,
     completed: bool,
+    resends: u32,
 }
 
 /// Exact fate of every command.
@@ -324,6 +327,9 @@ pub struct Aggregator {
     ledger: Ledger,
     errors: std::collections::BTreeMap<String, u64>,
     seconds: Vec<SecondAcc>,
+    // Every reconnect as (drop detected, welcome), so fault windows can be judged afterwards
+    // (a few per device at most).
+    reconnects: Vec<(Micros, Micros)>,
 }
 
 impl Default for Aggregator {
@@ -342,6 +348,7 @@ impl Default for Aggregator {
             ledger: Ledger::default(),
             errors: Default::default(),
             seconds: Vec::new(),
+            reconnects: Vec::new(),
         }
     }
 }
@@ -414,8 +421,14 @@ impl Aggregator {
                 }
             }
             Event::Expired { .. } => self.ledger.delivered_after_expiry += 1,
-            Event::Resent { .. } => self.ledger.resent += 1,
-            Event::Reconnected { dropped, at } => lat(&mut self.reconnect, dropped, at),
+            Event::Resent { cid } => {
+                self.ledger.resent += 1;
+                self.commands.entry(cid).or_default().resends += 1;
+            }
+            Event::Reconnected { dropped, at } => {
+                lat(&mut self.reconnect, dropped, at);
+                self.reconnects.push((dropped, at));
+            }
             Event::Update { sent, at, out_of_order, .. } => {
                 lat(&mut self.update, sent, at);
                 lat(&mut self.second(at).update, sent, at);

@@ -1,0 +1,164 @@
+//! What each fault step cost: the ledger and the recovery times restricted to the step's window
+//! (from when it was applied to `settle_s` after it ended). Computed from the per-command state,
+//! so it must run before the ledger closes.
+
+use serde::Serialize;
+
+use super::{Aggregator, Latency, Micros, histogram, summarize};
+
+/// A fault step's window on the run clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Applied.
+    pub from: Micros,
+    /// End of its aftermath (end of the step + settle time).
+    pub to: Micros,
+    /// For network faults: when the network healed. A device cannot reconnect before that, so
+    /// its recovery is timed from then; for relay faults (None) from the drop, because the
+    /// relay's own restart time is part of what clients wait for.
+    pub healed: Option<Micros>,
+}
+
+/// The commands and connections of one window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowStats {
+    /// Commands whose intended send time fell in the window.
+    pub sent: u64,
+    /// Of those, accepted.
+    pub accepted: u64,
+    /// Of those, delivered at least once.
+    pub delivered: u64,
+    /// Of those, accepted but never delivered.
+    pub lost: u64,
+    /// Extra deliveries of those.
+    pub duplicated: u64,
+    /// Of those, neither accepted nor delivered.
+    pub unacknowledged: u64,
+    /// Resends of those.
+    pub resent: u64,
+    /// Dropped connections detected in the window -> new `welcome` (from the heal for network
+    /// faults).
+    pub recovery: Latency,
+}
+
+impl Window {
+    fn contains(&self, t: Micros) -> bool {
+        (self.from..self.to).contains(&t)
+    }
+
+    /// Recovery time of a reconnect that dropped at `dropped` and was welcomed at `at`.
+    fn recovery(&self, dropped: Micros, at: Micros) -> Micros {
+        let from = match self.healed {
+            Some(healed) if dropped < healed => healed,
+            _ => dropped,
+        };
+        at.saturating_sub(from).max(1)
+    }
+}
+
+impl Aggregator {
+    /// The figures of each window (call before the ledger closes).
+    pub fn window_stats(&self, windows: &[Window]) -> Vec<WindowStats> {
+        windows
+            .iter()
+            .map(|w| {
+                let mut s = WindowStats {
+                    sent: 0,
+                    accepted: 0,
+                    delivered: 0,
+                    lost: 0,
+                    duplicated: 0,
+                    unacknowledged: 0,
+                    resent: 0,
+                    recovery: summarize(&histogram()),
+                };
+                for (cid, intended) in &self.intended {
+                    if !w.contains(*intended) {
+                        continue;
+                    }
+                    let c = self.commands.get(cid).copied().unwrap_or_default();
+                    s.sent += 1;
+                    s.accepted += u64::from(c.accepted);
+                    s.resent += u64::from(c.resends);
+                    if c.deliveries > 0 {
+                        s.delivered += 1;
+                        s.duplicated += u64::from(c.deliveries - 1);
+                    } else if c.accepted {
+                        s.lost += 1;
+                    } else {
+                        s.unacknowledged += 1;
+                    }
+                }
+                let mut h = histogram();
+                for &(dropped, at) in self.reconnects.iter().filter(|(d, _)| w.contains(*d)) {
+                    let _ = h.record(w.recovery(dropped, at));
+                }
+                s.recovery = summarize(&h);
+                s
+            })
+            .collect()
+    }
+
+    /// Re-times the run-wide reconnect figures: a device that lost its connection while a
+    /// network fault was on could not come back before the heal, so its reconnect counts from
+    /// the heal (what the relay is answerable for), not from the drop.
+    pub fn retime_reconnects(&mut self, windows: &[Window]) {
+        let mut h = histogram();
+        for &(dropped, at) in &self.reconnects {
+            let w =
+                windows.iter().find(|w| w.healed.is_some_and(|healed| (w.from..healed).contains(&dropped)));
+            let value = match w {
+                Some(w) => w.recovery(dropped, at),
+                None => at.saturating_sub(dropped).max(1),
+            };
+            let _ = h.record(value);
+        }
+        self.reconnect = h;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Event;
+    use super::*;
+
+    #[test]
+    fn a_window_counts_the_fate_of_its_commands_and_its_recoveries() {
+        let mut a = Aggregator::default();
+        // Commands at 1 s (before), 2 s, 3 s and 4 s (inside [1.5 s, 5 s)).
+        for (cid, t) in [(1, 1_000_000), (2, 2_000_000), (3, 3_000_000), (4, 4_000_000)] {
+            a.record(Event::Sent { cid, intended: t, actual: t });
+        }
+        for cid in [1, 2, 3] {
+            a.record(Event::Accepted { cid, at: 4_500_000 });
+        }
+        a.record(Event::Resent { cid: 4 });
+        a.record(Event::Delivered { cid: 2, intended: 2_000_000, at: 4_600_000 });
+        a.record(Event::Backlog { cid: 2, intended: 2_000_000, at: 4_700_000 });
+        // Dropped at 2 s inside a network fault that healed at 3 s; welcomed at 3.2 s.
+        a.record(Event::Reconnected { dropped: 2_000_000, at: 3_200_000 });
+        // Dropped at 4 s, after the heal: timed from the drop.
+        a.record(Event::Reconnected { dropped: 4_000_000, at: 4_100_000 });
+        a.record(Event::Reconnected { dropped: 9_000_000, at: 9_500_000 });
+        let w = Window { from: 1_500_000, to: 5_000_000, healed: Some(3_000_000) };
+        let s = &a.window_stats(&[w])[0];
+        assert_eq!(
+            (s.sent, s.accepted, s.delivered, s.lost, s.duplicated, s.unacknowledged, s.resent),
+            (3, 2, 1, 1, 1, 1, 1)
+        );
+        assert_eq!(s.recovery.count, 2);
+        assert!((s.recovery.max_ms - 200.0).abs() < 1.0, "{:?}", s.recovery);
+        a.retime_reconnects(&[w]);
+        let stats = a.finish();
+        assert_eq!(stats.reconnect.count, 3);
+        assert!((stats.reconnect.max_ms - 500.0).abs() < 1.0, "outside every fault: from the drop");
+        let w = Window { healed: None, ..w };
+        assert!((a_max(&w) - 1200.0).abs() < 1.0, "relay faults count from the drop");
+    }
+
+    fn a_max(w: &Window) -> f64 {
+        let mut a = Aggregator::default();
+        a.record(Event::Reconnected { dropped: 2_000_000, at: 3_200_000 });
+        a.window_stats(&[*w])[0].recovery.max_ms
+    }
+}
