@@ -15,8 +15,8 @@
 //! - `fault.rs`: [`FaultSpec`] and friends (the JSON/TOML form), validation, seeded hashing.
 //! - `handle.rs`: [`FaultHandle`]: active faults, open connections, upstream address; how
 //!   the faults in force for one connection and direction combine.
-//! - `conn.rs`: one connection: connect upstream, two pumps that cut the streams into units
-//!   and apply the faults.
+//! - `conn.rs`: one connection: connect upstream, two pumps that apply the faults to units
+//!   and write them when due; `conn/cut.rs`: how a pump cuts its stream into units.
 //! - `frame.rs`: HTTP head detection, the incremental frame parser, `hello` device ids.
 //! - `control.rs`: the HTTP control API.
 //! - `stats.rs`: counters and [`ProxyStats`].

@@ -75,7 +75,7 @@ async fn latency_delays_each_frame_by_at_least_ms() {
 
 #[tokio::test]
 async fn bandwidth_paces_writes() {
-    let (_echo, proxy, mut ws) =
+    let (_echo, _proxy, mut ws) =
         with_fault(r#"{"fault": {"kind": "bandwidth", "bytes_per_s": 10000}, "direction": "down"}"#).await;
     let start = Instant::now();
     let payload = "x".repeat(2000);
