@@ -9,6 +9,7 @@ mod check;
 mod inspect;
 mod load;
 mod merge;
+mod report;
 mod serve;
 
 /// Reference relay, conformance suite and load generator for the relay.v1 protocol.
@@ -29,6 +30,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Merge the result bundles of sharded load workers into one report.
     Merge(merge::MergeArgs),
+    /// Compare two load reports and print the regressions.
+    Report(report::ReportArgs),
     /// Validate JSON messages against the relay.v1 JSON Schemas.
     Validate(inspect::ValidateArgs),
     /// List the embedded JSON Schemas, or print one.
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::check(args),
         Command::Load(args) => load::load(args),
         Command::Merge(args) => merge::merge(args),
+        Command::Report(args) => report::report(args),
         Command::Validate(args) => inspect::validate(args),
         Command::Schemas(args) => inspect::schemas(args),
         Command::Requirements(args) => inspect::requirements(args),

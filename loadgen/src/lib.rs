@@ -11,6 +11,7 @@
 //! - [`scenario`]: scenario files (`scenarios/*.toml`).
 //! - [`run`]: provisioning, connecting, driving the phases, draining.
 
+pub mod baseline;
 pub mod device;
 pub mod html;
 pub mod record;
