@@ -9,7 +9,7 @@ mod check;
 mod inspect;
 mod load;
 mod merge;
-mod report;
+mod proxy;
 mod serve;
 
 /// Reference relay, conformance suite and load generator for the relay.v1 protocol.
@@ -30,8 +30,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Merge the result bundles of sharded load workers into one report.
     Merge(merge::MergeArgs),
-    /// Compare two load reports and print the regressions.
-    Report(report::ReportArgs),
+    /// Run a fault-injecting WebSocket proxy in front of a relay.
+    Proxy(proxy::ProxyArgs),
     /// Validate JSON messages against the relay.v1 JSON Schemas.
     Validate(inspect::ValidateArgs),
     /// List the embedded JSON Schemas, or print one.
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::check(args),
         Command::Load(args) => load::load(args),
         Command::Merge(args) => merge::merge(args),
-        Command::Report(args) => report::report(args),
+        Command::Proxy(args) => proxy::proxy(args),
         Command::Validate(args) => inspect::validate(args),
         Command::Schemas(args) => inspect::schemas(args),
         Command::Requirements(args) => inspect::requirements(args),

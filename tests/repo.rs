@@ -51,6 +51,9 @@ fn crates_depend_only_in_the_allowed_directions() {
         client.iter().all(|d| d == "relaykit-protocol"),
         "client may depend on protocol only: {client:?}"
     );
+    // The proxy sits between any client and any relay: it must not pull in either side.
+    let proxy = member_dependencies("proxy/Cargo.toml");
+    assert!(proxy.iter().all(|d| d == "relaykit-protocol"), "proxy may depend on protocol only: {proxy:?}");
     for (manifest, forbidden) in [
         ("conformance/Cargo.toml", ["relaykit-server", "relaykit-loadgen"]),
         ("loadgen/Cargo.toml", ["relaykit-server", "relaykit-conformance"]),
