@@ -10,6 +10,7 @@ mod inspect;
 mod load;
 mod merge;
 mod proxy;
+mod report;
 mod serve;
 
 /// Reference relay, conformance suite and load generator for the relay.v1 protocol.
@@ -32,6 +33,8 @@ enum Command {
     Merge(merge::MergeArgs),
     /// Run a fault-injecting WebSocket proxy in front of a relay.
     Proxy(proxy::ProxyArgs),
+    /// Compare two load reports and print the regressions.
+    Report(report::ReportArgs),
     /// Validate JSON messages against the relay.v1 JSON Schemas.
     Validate(inspect::ValidateArgs),
     /// List the embedded JSON Schemas, or print one.
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Load(args) => load::load(args),
         Command::Merge(args) => merge::merge(args),
         Command::Proxy(args) => proxy::proxy(args),
+        Command::Report(args) => report::report(args),
         Command::Validate(args) => inspect::validate(args),
         Command::Schemas(args) => inspect::schemas(args),
         Command::Requirements(args) => inspect::requirements(args),
