@@ -65,24 +65,39 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let scenario = Scenario::from_toml(&file, &text)?;
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
+    if !scenario.faults.is_empty() || scenario.target.is_some() {
+        anyhow::ensure!(
+            args.workers == 1 && shard.is_none() && args.bundle.is_none(),
+            "{file}: fault steps and a [target] need one process that sees every device and controls the relay: --workers, --shard and --bundle do not apply"
+        );
+        anyhow::ensure!(
+            scenario.target.is_none() || args.target.is_none(),
+            "{file} starts its own relay ([target]): do not pass --target"
+        );
+    }
+    let embedded = args.target.is_none() && scenario.target.is_none();
     if args.workers == 1 {
         // With --workers N the parent simulates nothing; each worker checks its own share.
-        relaykit_loadgen::check_limits(&scenario, args.target.is_none(), shard)?;
+        relaykit_loadgen::check_limits(&scenario, embedded, shard)?;
     }
     // Against an external relay the process's CPU is the generator's own: 90% of every core
     // means it, not the target, was the bottleneck.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let cpu_limit_percent = args.target.as_ref().map(|_| 90.0 * cores);
+    let cpu_limit_percent = (!embedded).then_some(90.0 * cores);
     let options = relaykit_loadgen::Options {
         progress: !args.quiet,
         hdr_log: args.hdr_log.clone(),
         cpu_limit_percent,
         shard,
         start_at_ms: args.start_at_ms,
+        relaykit: Some(std::env::current_exe().context("locating relaykit")?),
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let report = runtime.block_on(async {
+        if scenario.target.is_some() {
+            return Ok(Some(relaykit_loadgen::run_managed(scenario.clone(), options.clone()).await?));
+        }
         match &args.target {
             Some(target) if args.bundle.is_some() => {
                 let addr = resolve(target)?;

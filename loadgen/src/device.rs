@@ -216,11 +216,15 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
     let mut last_rx = Instant::now();
     // Set when the connection must be replaced (a write failed, or it went silent).
     let mut broken = false;
+    // When the latest reconnect completed: sends that fell due before it waited for the
+    // connection, not for the generator.
+    let mut back_at: Micros = 0;
     loop {
         if broken {
             let Some(again) = recover(&shared, &creds.tokens.access_token, &mut stop).await else { return };
             ws = again;
             last_rx = Instant::now();
+            back_at = shared.now();
             broken = !resend(&mut ws, &shared, pending.all(last_rx)).await;
             continue;
         }
@@ -234,6 +238,7 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
                 let Some(again) = offline(&shared, ws, token, window, lead, &mut stop).await else { return };
                 ws = again;
                 last_rx = Instant::now();
+                back_at = shared.now();
                 // A phone without a connection sends nothing: what fell due meanwhile is skipped.
                 while next.is_some_and(|n| n < window.1) {
                     seq += 1;
@@ -261,7 +266,9 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
                 // Counted as sent even when the write fails: the command is the user's intent,
                 // it stays pending and goes out again on the next connection.
                 broken = ws.send(Message::text(text)).await.is_err();
-                shared.report(Event::Sent { cid, intended, actual: shared.now() });
+                // Due before the latest reconnect completed (so while it was under way).
+                let held = intended < back_at;
+                shared.report(Event::Sent { cid, intended, actual: shared.now(), held });
             }
             _ = resend_tick.tick() => {
                 broken = !resend(&mut ws, &shared, pending.overdue(Instant::now(), RESEND_AFTER, MAX_RESENDS)).await;

@@ -44,6 +44,8 @@ text-transform:uppercase;letter-spacing:.04em}.v-pass{background:#2b8a3e}\
 figure{margin:8px 0}figcaption{color:#5c6570;font-size:.9em;margin-top:4px}\
 svg{width:100%;height:auto;font-size:12px}svg text{fill:#1d2430}";
 
+mod faults;
+
 /// Renders the whole page.
 pub fn render(report: &Report) -> String {
     let mut out = String::with_capacity(32 * 1024);
@@ -55,6 +57,7 @@ pub fn render(report: &Report) -> String {
     slo_table(&mut out, report);
     latency_table(&mut out, report);
     ledger_table(&mut out, report);
+    faults::fault_table(&mut out, report);
     generator(&mut out, report);
     w!(out, "<h2>Charts</h2>\n<section>\n");
     out.push_str(&latency_over_time(report));
@@ -530,6 +533,7 @@ mod tests {
             slo: slo.map(check).to_vec(),
             stats,
             generator: g,
+            faults: Vec::new(),
         }
     }
 

@@ -13,6 +13,8 @@
 
 pub mod baseline;
 pub mod device;
+pub mod faults;
+pub mod harness;
 pub mod html;
 pub mod record;
 pub mod report;
@@ -22,5 +24,7 @@ pub mod target;
 pub mod workers;
 
 pub use report::Report;
-pub use run::{LoadError, Options, Simulation, check_limits, run, run_with, simulate};
+pub use run::{
+    LoadError, Options, Simulation, check_limits, run, run_managed, run_with, simulate, simulate_with,
+};
 pub use scenario::Scenario;

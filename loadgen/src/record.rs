@@ -28,6 +28,9 @@ pub enum Event {
         intended: Micros,
         /// When it was written.
         actual: Micros,
+        /// It fell due while the phone had no connection (an outage, not generator lateness:
+        /// no send-lag sample).
+        held: bool,
     },
     /// The relay accepted command `cid`.
     Accepted {
@@ -330,6 +333,17 @@ pub struct Aggregator {
     // Every reconnect as (drop detected, welcome), so fault windows can be judged afterwards
     // (a few per device at most).
     reconnects: Vec<(Micros, Micros)>,
+    // Raw (start, end) of every routing and update sample, kept only for runs with fault steps:
+    // samples that start in a fault window are judged with the fault, not by the steady-state
+    // budgets (16 bytes a sample).
+    samples: Option<Samples>,
+}
+
+/// Raw latency samples of a run with fault steps.
+#[derive(Debug, Default)]
+struct Samples {
+    routing: Vec<(Micros, Micros)>,
+    update: Vec<(Micros, Micros)>,
 }
 
 impl Default for Aggregator {
@@ -349,11 +363,18 @@ impl Default for Aggregator {
             errors: Default::default(),
             seconds: Vec::new(),
             reconnects: Vec::new(),
+            samples: None,
         }
     }
 }
 
 impl Aggregator {
+    /// An aggregator that also keeps raw routing and update samples, for runs with fault steps
+    /// (see [`Aggregator::exclude_windows`]).
+    pub fn keeping_samples() -> Aggregator {
+        Aggregator { samples: Some(Samples::default()), ..Aggregator::default() }
+    }
+
     fn second(&mut self, at: Micros) -> &mut SecondAcc {
         let s = (at / 1_000_000) as usize;
         while self.seconds.len() <= s {
@@ -388,8 +409,10 @@ impl Aggregator {
         };
         match event {
             Event::Connected { started, at } => lat(&mut self.connect, started, at),
-            Event::Sent { cid, intended, actual } => {
-                lat(&mut self.send_lag, intended, actual);
+            Event::Sent { cid, intended, actual, held } => {
+                if !held {
+                    lat(&mut self.send_lag, intended, actual);
+                }
                 self.intended.insert(cid, intended);
                 self.commands.entry(cid).or_default();
                 self.ledger.sent += 1;
@@ -406,6 +429,9 @@ impl Aggregator {
                 c.deliveries += 1;
                 if c.deliveries == 1 {
                     lat(&mut self.routing, intended, at);
+                    if let Some(samples) = &mut self.samples {
+                        samples.routing.push((intended, at));
+                    }
                     let sec = self.second(at);
                     sec.delivered += 1;
                     lat(&mut sec.routing, intended, at);
@@ -431,6 +457,9 @@ impl Aggregator {
             }
             Event::Update { sent, at, out_of_order, .. } => {
                 lat(&mut self.update, sent, at);
+                if let Some(samples) = &mut self.samples {
+                    samples.update.push((sent, at));
+                }
                 lat(&mut self.second(at).update, sent, at);
                 self.ledger.updates += 1;
                 self.ledger.out_of_order += u64::from(out_of_order);
@@ -517,7 +546,7 @@ mod tests {
     fn the_ledger_classifies_every_command_exactly() {
         let mut a = Aggregator::default();
         for cid in 0..5 {
-            a.record(Event::Sent { cid, intended: 1000, actual: 1100 });
+            a.record(Event::Sent { cid, intended: 1000, actual: 1100, held: false });
         }
         for cid in 0..4 {
             a.record(Event::Accepted { cid, at: 2000 });
@@ -544,7 +573,7 @@ mod tests {
     #[test]
     fn backlog_deliveries_count_as_delivered_but_not_as_routing() {
         let mut a = Aggregator::default();
-        a.record(Event::Sent { cid: 1, intended: 0, actual: 10 });
+        a.record(Event::Sent { cid: 1, intended: 0, actual: 10, held: false });
         a.record(Event::Accepted { cid: 1, at: 20 });
         a.record(Event::Backlog { cid: 1, intended: 0, at: 5_000_000 });
         a.record(Event::Reconnected { dropped: 1_000_000, at: 1_250_000 });
@@ -561,7 +590,7 @@ mod tests {
     fn the_interval_log_holds_one_histogram_per_second_and_tag() {
         let mut a = Aggregator::default();
         for i in 0..3u64 {
-            a.record(Event::Sent { cid: i, intended: i * 1_000_000, actual: i * 1_000_000 });
+            a.record(Event::Sent { cid: i, intended: i * 1_000_000, actual: i * 1_000_000, held: false });
             a.record(Event::Delivered { cid: i, intended: i * 1_000_000, at: i * 1_000_000 + 2_000 });
         }
         a.record(Event::Update { cid: 0, sent: 100, at: 600, out_of_order: false });
@@ -595,7 +624,7 @@ mod tests {
     fn latencies_are_measured_from_the_intended_time() {
         let mut a = Aggregator::default();
         // The generator was 400 ms late sending: the routing latency includes those 400 ms.
-        a.record(Event::Sent { cid: 7, intended: 1_000_000, actual: 1_400_000 });
+        a.record(Event::Sent { cid: 7, intended: 1_000_000, actual: 1_400_000, held: false });
         a.record(Event::Delivered { cid: 7, intended: 1_000_000, at: 1_450_000 });
         let s = a.finish();
         assert!((s.command_routing.p50_ms - 450.0).abs() < 1.0, "{:?}", s.command_routing);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::faults::FaultOutcome;
 use crate::record::{Latency, Stats};
 use crate::scenario::{Scenario, Slo};
 
@@ -142,6 +143,9 @@ pub struct Report {
     pub stats: Stats,
     /// Generator health.
     pub generator: Generator,
+    /// The scenario's fault steps: when each happened and what it cost.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultOutcome>,
 }
 
 fn check(name: &str, threshold: f64, actual: f64) -> SloCheck {
@@ -164,6 +168,17 @@ fn slo_checks(slo: &Slo, stats: &Stats, devices: u64) -> Vec<SloCheck> {
     ]
 }
 
+/// Invalid when the generator says so, else pass only when every check passed.
+fn verdict(generator: &Generator, slo: &[SloCheck]) -> Verdict {
+    if !generator.valid {
+        Verdict::Invalid
+    } else if slo.iter().all(|c| c.pass) {
+        Verdict::Pass
+    } else {
+        Verdict::SloBreached
+    }
+}
+
 impl Report {
     /// Judges the run.
     pub fn new(
@@ -182,13 +197,7 @@ impl Report {
             generator.valid = false;
             generator.reasons.push("no command was sent: the run measured nothing".into());
         }
-        let verdict = if !generator.valid {
-            Verdict::Invalid
-        } else if slo.iter().all(|c| c.pass) {
-            Verdict::Pass
-        } else {
-            Verdict::SloBreached
-        };
+        let verdict = verdict(&generator, &slo);
         Report {
             tool: "relaykit load".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -201,7 +210,36 @@ impl Report {
             slo,
             stats,
             generator,
+            faults: Vec::new(),
         }
+    }
+
+    /// Adds the fault steps' outcomes: each step's window must lose nothing and its connections
+    /// must recover within the reconnect budget; a step that could not be carried out makes the
+    /// run invalid (it did not test what it claims).
+    pub fn with_faults(mut self, scenario: &Scenario, faults: Vec<FaultOutcome>) -> Report {
+        for f in &faults {
+            let w = &f.window;
+            self.slo.push(check(
+                &format!("fault {}: lost", f.name),
+                scenario.slo.max_lost as f64,
+                w.lost as f64,
+            ));
+            if w.recovery.count > 0 {
+                self.slo.push(check(
+                    &format!("fault {}: recovery_p99_ms", f.name),
+                    scenario.slo.reconnect_p99_ms,
+                    w.recovery.p99_ms,
+                ));
+            }
+            if let Some(error) = &f.error {
+                self.generator.valid = false;
+                self.generator.reasons.push(format!("fault step {} was not carried out: {error}", f.name));
+            }
+        }
+        self.faults = faults;
+        self.verdict = verdict(&self.generator, &self.slo);
+        self
     }
 
     /// Exit code: 0 pass, 1 SLO breached, 2 invalid.
@@ -287,6 +325,40 @@ impl Report {
                 if c.pass { "ok" } else { "BREACHED" }
             );
         }
+        if !self.faults.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{:<28} {:>8} {:>8} {:>9} {:>6} {:>5} {:>5} {:>7} {:>11} {:>11}",
+                "fault step",
+                "applied",
+                "ended",
+                "down ms",
+                "sent",
+                "lost",
+                "dup",
+                "resent",
+                "routing p99",
+                "recover p99"
+            );
+            for f in &self.faults {
+                let w = &f.window;
+                let _ = writeln!(
+                    out,
+                    "{:<28} {:>8.1} {:>8.1} {:>9} {:>6} {:>5} {:>5} {:>7} {:>11.1} {:>11.1}{}",
+                    f.name,
+                    f.applied_at_s,
+                    f.ended_at_s,
+                    f.target_down_ms.map_or("-".into(), |d| format!("{d:.0}")),
+                    w.sent,
+                    w.lost,
+                    w.duplicated,
+                    w.resent,
+                    w.routing.p99_ms,
+                    w.recovery.p99_ms,
+                    f.error.as_ref().map_or(String::new(), |e| format!("  NOT APPLIED: {e}"))
+                );
+            }
+        }
         let g = &self.generator;
         let _ = writeln!(
             out,
@@ -354,14 +426,14 @@ mod verdict_tests {
         let connected = |n| (0..n).map(|i| Event::Connected { started: i, at: i + 10 });
         // Two devices connected, one command sent, never accepted nor delivered.
         let mut events: Vec<Event> = connected(2).collect();
-        events.push(Event::Sent { cid: 1, intended: 0, actual: 1 });
+        events.push(Event::Sent { cid: 1, intended: 0, actual: 1, held: false });
         let r = judge(events);
         assert_eq!(r.verdict, Verdict::SloBreached);
         assert!(r.slo.iter().any(|c| c.name == "unacknowledged" && !c.pass));
         // Only one of the two devices connected.
         let mut events: Vec<Event> = connected(1).collect();
         events.extend([
-            Event::Sent { cid: 1, intended: 0, actual: 1 },
+            Event::Sent { cid: 1, intended: 0, actual: 1, held: false },
             Event::Accepted { cid: 1, at: 2 },
             Event::Delivered { cid: 1, intended: 0, at: 3 },
         ]);

@@ -13,7 +13,9 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use crate::device::{self, Shared};
-use crate::record::Aggregator;
+use crate::faults::{self, Applied, Controls, DeviceRef};
+use crate::harness::Harness;
+use crate::record::{Aggregator, Micros, Window};
 use crate::report::{Generator, Report};
 use crate::scenario::Scenario;
 
@@ -29,6 +31,9 @@ pub enum LoadError {
     /// A machine limit would be hit: says which and what to do.
     #[error("{0}")]
     Limit(String),
+    /// The relay relaykit starts itself, or the fault proxy, could not be set up.
+    #[error("{0}")]
+    Target(String),
 }
 
 /// File descriptors the process may open (soft `Max open files` of /proc/self/limits).
@@ -49,7 +54,10 @@ pub fn check_limits(
     let (i, n) = shard.unwrap_or((0, 1));
     let users = (0..p.users).filter(|u| u % n.max(1) == i).count() as u64;
     let devices = users * u64::from(p.desktops_per_user + p.mobiles_per_user);
-    let needed = devices * if embedded_relay { 2 } else { 1 } + 256;
+    // The fault proxy holds two more sockets per device connection.
+    let proxied = scenario.faults.iter().any(|f| f.action == crate::faults::Action::Proxy);
+    let per_device = 1 + u64::from(embedded_relay) + if proxied { 2 } else { 0 };
+    let needed = devices * per_device + 256;
     if let Some(limit) = open_files_limit()
         && needed > limit
     {
@@ -163,6 +171,9 @@ pub struct Options {
     /// Begin the schedule no earlier than this wall-clock instant (Unix ms), so the workers of a
     /// sharded run share one time line.
     pub start_at_ms: Option<u64>,
+    /// The relaykit binary, for a scenario target command `relaykit ...` (default: `relaykit`
+    /// on the PATH).
+    pub relaykit: Option<std::path::PathBuf>,
 }
 
 /// What a simulation leaves: the aggregate and the process's own figures.
@@ -176,6 +187,8 @@ pub struct Simulation {
     pub wall: Duration,
     /// CPU seconds this process used during the run.
     pub cpu_s: f64,
+    /// The fault steps as carried out, in scenario order.
+    pub applied: Vec<Applied>,
 }
 
 /// Runs `scenario` against the relay at `addr` (`target` names it in the report).
@@ -190,7 +203,48 @@ pub async fn run_with(
     target: String,
     options: Options,
 ) -> Result<Report, LoadError> {
-    let sim = simulate(&scenario, addr, &options).await?;
+    run_harnessed(scenario, Some(addr), target, options).await
+}
+
+/// Runs a scenario that starts its own relay (`[target]`).
+pub async fn run_managed(scenario: Scenario, options: Options) -> Result<Report, LoadError> {
+    run_harnessed(scenario, None, String::new(), options).await
+}
+
+async fn run_harnessed(
+    scenario: Scenario,
+    relay: Option<SocketAddr>,
+    target: String,
+    options: Options,
+) -> Result<Report, LoadError> {
+    if !scenario.faults.is_empty() && options.shard.is_some() {
+        return Err(LoadError::Limit(
+            "fault steps need one process that sees every device and controls the relay: run without --shard/--workers".into(),
+        ));
+    }
+    let relaykit = options.relaykit.clone().unwrap_or_else(|| "relaykit".into());
+    let harness = Harness::prepare(&scenario, relay, &relaykit).await?;
+    let target = match &scenario.target {
+        Some(t) => format!("http://{} (started by relaykit: {})", harness.relay, t.command.join(" ")),
+        None => target,
+    };
+    let sim = simulate_with(&scenario, harness.relay, harness.ws_addr(), harness.controls(), &options).await;
+    harness.shutdown().await;
+    let mut sim = sim?;
+    let windows: Vec<Window> = sim
+        .applied
+        .iter()
+        .map(|a| {
+            let step = &scenario.faults[a.step];
+            let settle = (step.settle_s * 1_000_000.0) as Micros;
+            Window { from: a.from, to: a.until + settle, healed: step.is_network().then_some(a.until) }
+        })
+        .collect();
+    let window_stats = sim.aggregator.window_stats(&windows);
+    if !windows.is_empty() {
+        sim.aggregator.retime_reconnects(&windows);
+        sim.aggregator.exclude_windows(&windows);
+    }
     let (stats, intervals) = sim.aggregator.finish_with_intervals();
     if let Some(path) = &options.hdr_log {
         let started = UNIX_EPOCH + Duration::from_millis(sim.started_at_ms);
@@ -202,13 +256,27 @@ pub async fn run_with(
     }
     let rss = crate::report::rss_kib();
     let generator = Generator::from_figures(&stats, sim.cpu_s, sim.wall, rss, options.cpu_limit_percent);
-    Ok(Report::new(&scenario, target, sim.started_at_ms, sim.wall, stats, generator))
+    let faults = crate::faults::outcomes(&scenario, &sim.applied, window_stats);
+    Ok(Report::new(&scenario, target, sim.started_at_ms, sim.wall, stats, generator)
+        .with_faults(&scenario, faults))
 }
 
 /// Provisions (this shard of) the population, connects it, drives the phases and drains.
 pub async fn simulate(
     scenario: &Scenario,
     addr: SocketAddr,
+    options: &Options,
+) -> Result<Simulation, LoadError> {
+    simulate_with(scenario, addr, addr, Controls::default(), options).await
+}
+
+/// [`simulate`] with the fault steps: provisioning at `addr`, device connections to `ws_addr`
+/// (the fault proxy when there is one), steps acting on `controls`.
+pub async fn simulate_with(
+    scenario: &Scenario,
+    addr: SocketAddr,
+    ws_addr: SocketAddr,
+    controls: Controls,
     options: &Options,
 ) -> Result<Simulation, LoadError> {
     let p = &scenario.population;
@@ -246,12 +314,13 @@ pub async fn simulate(
         events,
         scenario: scenario.clone(),
         stop,
-        addr,
+        addr: ws_addr,
         idle_ms: Arc::new(std::sync::atomic::AtomicU64::new(device::DEFAULT_IDLE_MS)),
     };
     let progress = options.progress;
+    let keep_samples = !scenario.faults.is_empty();
     let aggregator = tokio::spawn(async move {
-        let mut agg = Aggregator::default();
+        let mut agg = if keep_samples { Aggregator::keeping_samples() } else { Aggregator::default() };
         // Live progress: one plain line per second on stderr (no terminal control codes, so logs
         // of CI runs stay readable).
         let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
@@ -271,16 +340,20 @@ pub async fn simulate(
         agg
     });
     let mut tasks = Vec::new();
+    let mut catalog = Vec::new();
     for (u, user) in users {
         for (j, d) in user.desktops.into_iter().enumerate() {
             let index = u64::from(u) * u64::from(p.desktops_per_user) + j as u64;
+            catalog.push(DeviceRef { role: DeviceType::Desktop, index, device_id: d.device_id.clone() });
             tasks.push(tokio::spawn(device::desktop(shared.clone(), d, index)));
         }
         for (j, m) in user.mobiles.into_iter().enumerate() {
             let index = u64::from(u) * u64::from(p.mobiles_per_user) + j as u64;
+            catalog.push(DeviceRef { role: DeviceType::Mobile, index, device_id: m.device_id.clone() });
             tasks.push(tokio::spawn(device::mobile(shared.clone(), m, index, offset(scenario.seed, index))));
         }
     }
+    let catalog = Arc::new(catalog);
     drop(shared);
     // Start barrier: the schedule begins once every device connected (or failed to), bounded by
     // CONNECT_PHASE, then a short lead so the first sends are not due in the past.
@@ -296,11 +369,36 @@ pub async fn simulate(
         lead_s = lead_s.max(at.saturating_sub(started_at_ms) as f64 / 1000.0);
     }
     let _ = go_tx.send(Some(lead_s));
+    let steps: Vec<_> = scenario
+        .faults
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let run = faults::run_step(
+                i,
+                step.clone(),
+                controls.clone(),
+                catalog.clone(),
+                scenario.seed,
+                start,
+                lead_s,
+            );
+            tokio::spawn(run)
+        })
+        .collect();
     let end = start + Duration::from_secs_f64(lead_s + scenario.load_duration_s() + scenario.drain_s);
     tokio::time::sleep_until(end).await;
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = tokio::time::timeout(WAIT, t).await;
+    }
+    let mut applied = Vec::new();
+    for step in steps {
+        // Steps end with the load; a restart that outlives it still waits for its readiness.
+        match step.await {
+            Ok(a) => applied.push(a),
+            Err(e) => return Err(LoadError::Target(format!("fault step: {e}"))),
+        }
     }
     let aggregator = aggregator.await.map_err(|e| LoadError::Provision(format!("aggregator: {e}")))?;
     Ok(Simulation {
@@ -308,6 +406,7 @@ pub async fn simulate(
         started_at_ms,
         wall: wall.elapsed(),
         cpu_s: crate::report::process_cpu_s() - cpu_before,
+        applied,
     })
 }
 

@@ -36,6 +36,13 @@ pub struct Scenario {
     /// is closed (undelivered commands then count as lost).
     #[serde(default = "default_drain")]
     pub drain_s: f64,
+    /// The relay under test, when relaykit starts it itself (restart, kill and pause steps act
+    /// on it).
+    #[serde(default)]
+    pub target: Option<crate::target::TargetSpec>,
+    /// Fault steps: network faults through the fault proxy, process faults on the target.
+    #[serde(default)]
+    pub faults: Vec<crate::faults::FaultStep>,
 }
 
 /// Users and their devices.
@@ -260,6 +267,19 @@ impl Scenario {
         }
         if !(self.drain_s >= 0.0 && self.drain_s.is_finite()) {
             return bad("drain_s".into(), "must be zero or positive");
+        }
+        for (i, step) in self.faults.iter().enumerate() {
+            if let Err((key, message)) = step.validate(self.target.is_some()) {
+                return bad(format!("faults[{i}].{key}"), &message);
+            }
+            if step.at_s >= self.load_duration_s() {
+                return bad(format!("faults[{i}].at_s"), "must fall within the phases");
+            }
+        }
+        if let Some(t) = &self.target
+            && (t.command.is_empty() || !(t.ready_timeout_s > 0.0 && t.ready_timeout_s.is_finite()))
+        {
+            return bad("target".into(), "command must name a program; ready_timeout_s must be positive");
         }
         Ok(())
     }

@@ -220,11 +220,11 @@ impl ManagedTarget {
         // A paused process cannot act on SIGTERM.
         let _ = self.signal(Signal::SIGCONT);
         self.signal(Signal::SIGTERM)?;
-        if let Some(mut child) = self.child.take() {
-            if tokio::time::timeout(grace, child.wait()).await.is_err() {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-            }
+        if let Some(mut child) = self.child.take()
+            && tokio::time::timeout(grace, child.wait()).await.is_err()
+        {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
         }
         Ok(())
     }

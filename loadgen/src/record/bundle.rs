@@ -174,7 +174,7 @@ mod tests {
     fn worker(offset: u64) -> Aggregator {
         let mut a = Aggregator::default();
         for cid in offset..offset + 50 {
-            a.record(Event::Sent { cid, intended: cid * 1000, actual: cid * 1000 + 5 });
+            a.record(Event::Sent { cid, intended: cid * 1000, actual: cid * 1000 + 5, held: false });
             a.record(Event::Accepted { cid, at: cid * 1000 + 700 });
             if cid % 10 != 0 {
                 a.record(Event::Delivered { cid, intended: cid * 1000, at: cid * 1000 + 900 + cid });
@@ -189,7 +189,7 @@ mod tests {
     fn merged_bundles_equal_a_single_process() {
         let mut single = worker(0);
         for cid in 1000..1050 {
-            single.record(Event::Sent { cid, intended: cid * 1000, actual: cid * 1000 + 5 });
+            single.record(Event::Sent { cid, intended: cid * 1000, actual: cid * 1000 + 5, held: false });
             single.record(Event::Accepted { cid, at: cid * 1000 + 700 });
             if cid % 10 != 0 {
                 single.record(Event::Delivered { cid, intended: cid * 1000, at: cid * 1000 + 900 + cid });

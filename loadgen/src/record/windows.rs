@@ -36,6 +36,11 @@ pub struct WindowStats {
     pub unacknowledged: u64,
     /// Resends of those.
     pub resent: u64,
+    /// Routing latency of the commands sent in the window (none unless the aggregator kept
+    /// samples).
+    pub routing: Latency,
+    /// Latency of the live updates sent in the window.
+    pub update: Latency,
     /// Dropped connections detected in the window -> new `welcome` (from the heal for network
     /// faults).
     pub recovery: Latency,
@@ -70,8 +75,21 @@ impl Aggregator {
                     duplicated: 0,
                     unacknowledged: 0,
                     resent: 0,
+                    routing: summarize(&histogram()),
+                    update: summarize(&histogram()),
                     recovery: summarize(&histogram()),
                 };
+                if let Some(samples) = &self.samples {
+                    let inside = |v: &[(Micros, Micros)]| {
+                        let mut h = histogram();
+                        for &(from, to) in v.iter().filter(|(from, _)| w.contains(*from)) {
+                            let _ = h.record(to.saturating_sub(from).max(1));
+                        }
+                        summarize(&h)
+                    };
+                    s.routing = inside(&samples.routing);
+                    s.update = inside(&samples.update);
+                }
                 for (cid, intended) in &self.intended {
                     if !w.contains(*intended) {
                         continue;
@@ -97,6 +115,22 @@ impl Aggregator {
                 s
             })
             .collect()
+    }
+
+    /// Takes the routing and update samples that started in a fault window out of the run-wide
+    /// figures (which the steady-state budgets judge); [`Aggregator::window_stats`] reports them
+    /// with their fault. No-op unless the aggregator kept samples.
+    pub fn exclude_windows(&mut self, windows: &[Window]) {
+        let Some(samples) = &self.samples else { return };
+        let outside = |v: &[(Micros, Micros)]| {
+            let mut h = histogram();
+            for &(from, to) in v.iter().filter(|(from, _)| !windows.iter().any(|w| w.contains(*from))) {
+                let _ = h.record(to.saturating_sub(from).max(1));
+            }
+            h
+        };
+        self.routing = outside(&samples.routing);
+        self.update = outside(&samples.update);
     }
 
     /// Re-times the run-wide reconnect figures: a device that lost its connection while a
@@ -127,7 +161,7 @@ mod tests {
         let mut a = Aggregator::default();
         // Commands at 1 s (before), 2 s, 3 s and 4 s (inside [1.5 s, 5 s)).
         for (cid, t) in [(1, 1_000_000), (2, 2_000_000), (3, 3_000_000), (4, 4_000_000)] {
-            a.record(Event::Sent { cid, intended: t, actual: t });
+            a.record(Event::Sent { cid, intended: t, actual: t, held: false });
         }
         for cid in [1, 2, 3] {
             a.record(Event::Accepted { cid, at: 4_500_000 });
@@ -142,6 +176,7 @@ mod tests {
         a.record(Event::Reconnected { dropped: 9_000_000, at: 9_500_000 });
         let w = Window { from: 1_500_000, to: 5_000_000, healed: Some(3_000_000) };
         let s = &a.window_stats(&[w])[0];
+        assert_eq!(s.routing.count, 0, "no samples kept by a default aggregator");
         assert_eq!(
             (s.sent, s.accepted, s.delivered, s.lost, s.duplicated, s.unacknowledged, s.resent),
             (3, 2, 1, 1, 1, 1, 1)
@@ -154,6 +189,25 @@ mod tests {
         assert!((stats.reconnect.max_ms - 500.0).abs() < 1.0, "outside every fault: from the drop");
         let w = Window { healed: None, ..w };
         assert!((a_max(&w) - 1200.0).abs() < 1.0, "relay faults count from the drop");
+    }
+
+    #[test]
+    fn samples_in_a_window_leave_the_steady_state_figures() {
+        let mut a = Aggregator::keeping_samples();
+        for (cid, t, latency) in [(1, 1_000_000, 5_000), (2, 2_000_000, 900_000), (3, 6_000_000, 7_000)] {
+            a.record(Event::Sent { cid, intended: t, actual: t, held: false });
+            a.record(Event::Delivered { cid, intended: t, at: t + latency });
+        }
+        a.record(Event::Update { cid: 2, sent: 2_100_000, at: 2_400_000, out_of_order: false });
+        let w = Window { from: 1_500_000, to: 5_000_000, healed: None };
+        let s = &a.window_stats(&[w])[0];
+        assert_eq!((s.routing.count, s.update.count), (1, 1));
+        assert!((s.routing.max_ms - 900.0).abs() < 1.0, "{:?}", s.routing);
+        a.exclude_windows(&[w]);
+        let stats = a.finish();
+        assert_eq!((stats.command_routing.count, stats.update.count), (2, 0));
+        assert!(stats.command_routing.max_ms < 8.0, "the fault's 900 ms left the steady state");
+        assert_eq!(stats.ledger.delivered, 3, "the ledger still counts every command");
     }
 
     fn a_max(w: &Window) -> f64 {
