@@ -165,8 +165,9 @@ impl<'a> Pump<'a> {
 
     async fn run(mut self) {
         match self.pump().await {
-            // Dropping the write half sends FIN.
-            End::Finished | End::Kill(Kill::Close) => {
+            // Dropping the write half sends FIN; the other direction carries on (half-close).
+            End::Finished => {}
+            End::Kill(Kill::Close) => {
                 self.info.stop(Kill::Close);
             }
             End::Kill(Kill::Reset) => {

@@ -90,11 +90,14 @@ async fn bandwidth_paces_writes() {
     assert!(elapsed >= Duration::from_millis(700), "only {elapsed:?}");
 }
 
-/// A client read that ends in an error, not a close frame or a clean end.
-async fn expect_connection_error(ws: &mut Client) {
+/// A client read that ends in a TCP reset: not a close frame, nor an end of stream (which
+/// tungstenite also reports as an error, but not as an I/O `ConnectionReset`).
+async fn expect_reset(ws: &mut Client) {
+    use tokio_tungstenite::tungstenite::Error;
     for _ in 0..10 {
         match tokio::time::timeout(SOON, ws.next()).await.expect("no reset within 5 s") {
-            Some(Err(_)) => return,
+            Some(Err(Error::Io(e))) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Some(Err(e)) => panic!("{e} instead of a reset"),
             Some(Ok(Message::Close(c))) => panic!("clean close {c:?} instead of a reset"),
             Some(Ok(_)) => continue,
             None => panic!("clean end of stream instead of a reset"),
@@ -112,7 +115,7 @@ async fn reset_with_probability_cuts_a_frame_and_resets_the_client() {
     assert_eq!(next_text(&mut ws).await, "before");
     proxy.faults().add(spec(r#"{"fault": {"kind": "reset", "probability": 1.0}, "direction": "down"}"#));
     send(&mut ws, &"y".repeat(300)).await;
-    expect_connection_error(&mut ws).await;
+    expect_reset(&mut ws).await;
     assert_eq!(proxy.faults().stats().resets, 1);
 }
 
@@ -125,13 +128,13 @@ async fn reset_now_and_reset_connections_hit_only_the_selected_connections() {
     assert!(next_text(&mut first).await.contains("hello"));
     assert!(next_text(&mut second).await.contains("hello"));
     proxy.faults().add(spec(r#"{"fault": {"kind": "reset"}, "select": {"devices": ["d1"]}}"#));
-    expect_connection_error(&mut first).await;
+    expect_reset(&mut first).await;
     assert!(proxy.faults().list().is_empty(), "a reset without probability is not kept");
     send(&mut second, "alive").await;
     assert_eq!(next_text(&mut second).await, "alive");
     let n = proxy.faults().reset_connections(&relaykit_proxy::Selector::Connections(vec![2]));
     assert_eq!(n, 1);
-    expect_connection_error(&mut second).await;
+    expect_reset(&mut second).await;
     assert_eq!(proxy.faults().stats().resets, 2);
 }
 
