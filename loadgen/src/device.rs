@@ -61,7 +61,13 @@ pub struct Shared {
     /// the latest `welcome`) plus a second of slack, as PROTOCOL.md asks of clients. Without it
     /// a half-open or partitioned connection would never be noticed.
     pub idle_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped whenever a network fault heals: devices waiting to reconnect try at once, as a
+    /// phone does when its OS reports the network back.
+    pub network: watch::Receiver<u64>,
 }
+
+/// Longest wait for one reconnection attempt (TCP, upgrade, hello -> welcome).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Dead-connection timeout before any `welcome` said otherwise (the default `heartbeat_ms` is 25 s).
 pub const DEFAULT_IDLE_MS: u64 = 51_000;
@@ -451,17 +457,31 @@ async fn recover(shared: &Shared, token: &str, stop: &mut watch::Receiver<bool>)
     }
     shared.report(Event::Error { code: "transport".into() });
     let dropped = shared.now();
+    let mut network = shared.network.clone();
+    network.mark_unchanged();
+    let mut at_once = false;
     for attempt in 0..10u32 {
         let ceiling = (250u64 << attempt.min(5)).min(5_000);
         let jitter = crate::run::pick(shared.scenario.seed ^ dropped, u64::from(attempt));
-        let wait = Duration::from_millis((ceiling as f64 * jitter) as u64);
+        let wait =
+            if at_once { Duration::ZERO } else { Duration::from_millis((ceiling as f64 * jitter) as u64) };
+        at_once = false;
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            // The network came back (a mobile OS says so): no reason to sit out the backoff.
+            _ = network.changed() => {}
             _ = stop.changed() => return None,
         }
-        if let Some(ws) = connect_as(shared, token, false).await {
-            shared.report(Event::Reconnected { dropped, at: shared.now() });
-            return Some(ws);
+        tokio::select! {
+            attempt = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect_as(shared, token, false)) => {
+                if let Ok(Some(ws)) = attempt {
+                    shared.report(Event::Reconnected { dropped, at: shared.now() });
+                    return Some(ws);
+                }
+            }
+            // An attempt begun while the network was down may hang on a lost frame: start over.
+            _ = network.changed() => at_once = true,
+            _ = stop.changed() => return None,
         }
     }
     shared.report(Event::Error { code: "reconnect_failed".into() });

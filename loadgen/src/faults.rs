@@ -172,6 +172,8 @@ pub struct Controls {
     pub proxy: Option<FaultHandle>,
     /// The relay, when relaykit started it.
     pub target: Option<Arc<Mutex<ManagedTarget>>>,
+    /// Tells the devices that a network fault healed (set by the run).
+    pub network_back: Option<Arc<tokio::sync::watch::Sender<u64>>>,
 }
 
 /// When and how a step was carried out.
@@ -225,6 +227,9 @@ pub async fn run_step(
                 let id = proxy.add(spec);
                 tokio::time::sleep(duration).await;
                 proxy.remove(id);
+                if let Some(back) = &controls.network_back {
+                    back.send_modify(|generation| *generation += 1);
+                }
                 Ok(())
             }
             _ => Err("no fault proxy in the path".into()),

@@ -74,7 +74,11 @@ impl Harness {
 
     /// What the fault steps act on.
     pub fn controls(&self) -> Controls {
-        Controls { proxy: self.proxy.as_ref().map(RunningProxy::faults), target: self.target.clone() }
+        Controls {
+            proxy: self.proxy.as_ref().map(RunningProxy::faults),
+            target: self.target.clone(),
+            network_back: None,
+        }
     }
 
     /// Stops the proxy and the target (by the pid relaykit started).

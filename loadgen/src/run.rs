@@ -305,6 +305,8 @@ pub async fn simulate_with(
     let (go_tx, go) = watch::channel(None);
     let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let connect_slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_HANDSHAKES));
+    let (network_back, network) = watch::channel(0u64);
+    let controls = Controls { network_back: Some(Arc::new(network_back)), ..controls };
     let shared = Shared {
         start,
         go,
@@ -316,6 +318,7 @@ pub async fn simulate_with(
         stop,
         addr: ws_addr,
         idle_ms: Arc::new(std::sync::atomic::AtomicU64::new(device::DEFAULT_IDLE_MS)),
+        network,
     };
     let progress = options.progress;
     let keep_samples = !scenario.faults.is_empty();
