@@ -248,7 +248,7 @@ impl<'a> Pump<'a> {
                     }
                     Ok(n) => {
                         if let Some(bps) = eff.slow_reader {
-                            self.read_ready = now + Duration::from_secs_f64(n as f64 / bps as f64);
+                            self.read_ready = Instant::now() + Duration::from_secs_f64(n as f64 / bps as f64);
                         }
                         if let Some(end) = self.ingest(&buf[..n]).await {
                             return end;

@@ -73,10 +73,9 @@ async fn latency_delays_each_frame_by_at_least_ms() {
     assert_eq!(proxy.faults().stats().down.delayed, 3);
 }
 
-#[tokio::test]
-async fn bandwidth_paces_writes() {
-    let (_echo, _proxy, mut ws) =
-        with_fault(r#"{"fault": {"kind": "bandwidth", "bytes_per_s": 10000}, "direction": "down"}"#).await;
+/// How long five 2,000-byte messages take to come back through `fault`.
+async fn round_trip_of_10_kb(fault: &str) -> Duration {
+    let (_echo, _proxy, mut ws) = with_fault(fault).await;
     let start = Instant::now();
     let payload = "x".repeat(2000);
     for _ in 0..5 {
@@ -85,9 +84,20 @@ async fn bandwidth_paces_writes() {
     for _ in 0..5 {
         assert_eq!(next_text(&mut ws).await.len(), 2000);
     }
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn bandwidth_and_slow_reader_pace_the_traffic() {
     // The first frame goes at once, each later one waits for the previous at 10 kB/s (~0.2 s).
-    let elapsed = start.elapsed();
-    assert!(elapsed >= Duration::from_millis(700), "only {elapsed:?}");
+    let fault = r#"{"fault": {"kind": "bandwidth", "bytes_per_s": 10000}, "direction": "down"}"#;
+    let elapsed = round_trip_of_10_kb(fault).await;
+    assert!(elapsed >= Duration::from_millis(700), "bandwidth: only {elapsed:?}");
+    // ~10 kB read at 20 kB/s: at least 0.4 s, however the reads fall.
+    let fault = r#"{"fault": {"kind": "slow_reader", "bytes_per_s": 20000}, "direction": "up"}"#;
+    let elapsed = round_trip_of_10_kb(fault).await;
+    assert!(elapsed >= Duration::from_millis(400), "slow reader: only {elapsed:?}");
+    assert!(elapsed < SOON, "slow reader: {elapsed:?}");
 }
 
 /// A client read that ends in a TCP reset: not a close frame, nor an end of stream (which
