@@ -54,7 +54,7 @@ fn parse_shard(text: &str) -> anyhow::Result<(u32, u32)> {
     Ok((i, n))
 }
 
-fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
+pub(crate) fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
     let host_port = target.strip_prefix("http://").context("--target must look like http://host:port")?;
     host_port.trim_end_matches('/').to_socket_addrs()?.next().context("--target does not resolve")
 }
@@ -63,6 +63,19 @@ pub(crate) fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let file = args.scenario.display().to_string();
     let text = std::fs::read_to_string(&args.scenario).with_context(|| format!("reading {file}"))?;
     let scenario = Scenario::from_toml(&file, &text)?;
+    if scenario.capacity.is_some() {
+        anyhow::ensure!(
+            args.workers == 1 && args.shard.is_none() && args.bundle.is_none() && args.hdr_log.is_none(),
+            "{file}: a [capacity] scenario runs in one process: --workers, --shard, --bundle and --hdr-log do not apply"
+        );
+        let args = crate::capacity::CapacityArgs {
+            target: args.target.as_deref(),
+            quiet: args.quiet,
+            report_json: args.report_json.as_deref(),
+            report_html: args.report_html.as_deref(),
+        };
+        return crate::capacity::load_capacity(&scenario, args);
+    }
     let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     anyhow::ensure!(args.workers >= 1, "--workers must be at least 1");
     if !scenario.faults.is_empty() || scenario.target.is_some() {

@@ -13,6 +13,7 @@ macro_rules! w {
         let _ = write!($($t)*);
     }};
 }
+pub(crate) use w;
 
 // Chart geometry (SVG user units; the SVG scales to the page width).
 const WIDTH: f64 = 880.0;
@@ -22,13 +23,13 @@ const RIGHT: f64 = 20.0;
 const TOP: f64 = 34.0;
 const BOTTOM: f64 = 46.0;
 
-const ROUTING: &str = "#1f6fb4";
-const UPDATE: &str = "#d9730d";
+pub(crate) const ROUTING: &str = "#1f6fb4";
+pub(crate) const UPDATE: &str = "#d9730d";
 const END_TO_END: &str = "#2f9e44";
-const SENT: &str = "#7048e8";
-const DELIVERED: &str = "#2f9e44";
+pub(crate) const SENT: &str = "#7048e8";
+pub(crate) const DELIVERED: &str = "#2f9e44";
 
-const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;\
+pub(crate) const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;\
 background:#f6f7f9;color:#1d2430}main{max-width:960px;margin:0 auto;padding:24px}\
 h1{font-size:1.5em;margin:0 0 8px}h2{font-size:1.15em;margin:28px 0 8px}\
 section{background:#fff;border:1px solid #dde1e6;border-radius:6px;padding:4px 16px 12px;margin:12px 0}\
@@ -68,7 +69,7 @@ pub fn render(report: &Report) -> String {
 }
 
 /// Escapes text for element content and quoted attribute values.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -77,7 +78,7 @@ fn esc(s: &str) -> String {
 }
 
 /// A number in a table: fixed decimals, a dash when not finite.
-struct Num(f64, usize);
+pub(crate) struct Num(pub(crate) f64, pub(crate) usize);
 
 impl Display for Num {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -86,7 +87,7 @@ impl Display for Num {
 }
 
 /// A number as written in the scenario (shortest form: `500`, `0.000001`), a dash when not finite.
-fn short(v: f64) -> String {
+pub(crate) fn short(v: f64) -> String {
     if v.is_finite() { v.to_string() } else { "–".into() }
 }
 
@@ -100,7 +101,7 @@ impl Display for C {
 }
 
 /// `YYYY-MM-DD hh:mm:ss UTC` of a Unix time in ms (civil-from-days, proleptic Gregorian).
-fn utc(ms: u64) -> String {
+pub(crate) fn utc(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     let z = days + 719_468;
@@ -228,10 +229,10 @@ fn generator(out: &mut String, r: &Report) {
 
 /// One axis: its range (in data units, or log10 of them when `log`) and labelled ticks.
 #[derive(Debug)]
-struct Axis {
-    lo: f64,
-    hi: f64,
-    log: bool,
+pub(crate) struct Axis {
+    pub(crate) lo: f64,
+    pub(crate) hi: f64,
+    pub(crate) log: bool,
     ticks: Vec<(f64, String)>,
     label: String,
 }
@@ -245,7 +246,7 @@ impl Axis {
     }
 
     /// From 0 to a round value at or above `max`, about five ticks of 1, 2 or 5 times 10^k.
-    fn linear(max: f64, integer: bool, label: &str) -> Axis {
+    pub(crate) fn linear(max: f64, integer: bool, label: &str) -> Axis {
         let max = if max.is_finite() && max > 0.0 { max } else { 1.0 };
         let raw = max / 5.0;
         let mag = 10f64.powf(raw.log10().floor());
@@ -261,7 +262,7 @@ impl Axis {
 
     /// Whole decades around the positive finite `values` (1 µs .. 10^7 ms), with 2 and 5 ticks
     /// when there are few decades.
-    fn log(values: &[f64], label: &str) -> Axis {
+    pub(crate) fn log(values: &[f64], label: &str) -> Axis {
         let positive = || values.iter().copied().filter(|v| v.is_finite() && *v > 0.0);
         let lo = positive().fold(f64::INFINITY, f64::min).log10().floor().clamp(-3.0, 6.0);
         let hi = positive().fold(0.0, f64::max).log10().ceil().clamp(lo + 1.0, 7.0);
@@ -281,16 +282,16 @@ impl Axis {
 
 /// One plotted line; `None` points are gaps (no sample in that second).
 #[derive(Debug)]
-struct Series {
+pub(crate) struct Series {
     name: String,
     color: &'static str,
     /// Stroke width; a wide, translucent line stays visible under a thin one that coincides.
-    width: f64,
+    pub(crate) width: f64,
     points: Vec<Option<(f64, f64)>>,
 }
 
 impl Series {
-    fn new(name: &str, color: &'static str, points: Vec<Option<(f64, f64)>>) -> Series {
+    pub(crate) fn new(name: &str, color: &'static str, points: Vec<Option<(f64, f64)>>) -> Series {
         Series { name: name.into(), color, width: 2.0, points }
     }
 
@@ -303,10 +304,10 @@ impl Series {
 
 /// A dashed horizontal reference line (an SLO budget).
 #[derive(Debug)]
-struct Budget {
-    label: String,
-    color: &'static str,
-    y: f64,
+pub(crate) struct Budget {
+    pub(crate) label: String,
+    pub(crate) color: &'static str,
+    pub(crate) y: f64,
 }
 
 /// Plot area: left, top, width, height.
@@ -318,7 +319,14 @@ fn to_px(x: &Axis, y: &Axis, (vx, vy): (f64, f64)) -> Option<(f64, f64)> {
 }
 
 /// A line chart with axes, grid, ticks, labels, a legend and optional budget lines.
-fn chart(title: &str, caption: &str, x: &Axis, y: &Axis, series: &[Series], budgets: &[Budget]) -> String {
+pub(crate) fn chart(
+    title: &str,
+    caption: &str,
+    x: &Axis,
+    y: &Axis,
+    series: &[Series],
+    budgets: &[Budget],
+) -> String {
     let (l, t, w, h) = PLOT;
     let mut s = String::new();
     w!(s, "<figure>\n<svg viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{}\">\n", esc(title));
@@ -342,8 +350,8 @@ fn chart(title: &str, caption: &str, x: &Axis, y: &Axis, series: &[Series], budg
     let mut legend = Vec::new();
     for b in budgets {
         let stroke = format!("stroke=\"{}\" stroke-width=\"1.5\" stroke-dasharray=\"7 5\"", b.color);
-        match to_px(x, y, (x.lo, b.y)) {
-            Some((_, py)) => {
+        match y.frac(b.y).map(|f| t + h - f * h) {
+            Some(py) => {
                 line(&mut s, (l, py), (l + w, py), &format!("class=\"budget\" {stroke}"));
                 legend.push((b.label.clone(), stroke));
             }

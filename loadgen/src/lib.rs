@@ -12,6 +12,8 @@
 //! - [`run`]: provisioning, connecting, driving the phases, draining.
 
 pub mod baseline;
+pub mod capacity;
+mod capacity_html;
 pub mod device;
 pub mod faults;
 pub mod harness;

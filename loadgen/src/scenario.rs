@@ -18,7 +18,8 @@ pub struct Scenario {
     pub seed: u64,
     /// Simulated users and devices.
     pub population: Population,
-    /// Load over time, in order.
+    /// Load over time, in order (none in a `[capacity]` scenario: each level has its own).
+    #[serde(default)]
     pub phases: Vec<Phase>,
     /// What each command causes.
     #[serde(default)]
@@ -43,6 +44,9 @@ pub struct Scenario {
     /// Fault steps: network faults through the fault proxy, process faults on the target.
     #[serde(default)]
     pub faults: Vec<crate::faults::FaultStep>,
+    /// Capacity search: step the rate or the users level by level until an SLO breaks.
+    #[serde(default)]
+    pub capacity: Option<crate::capacity::Capacity>,
 }
 
 /// Users and their devices.
@@ -241,7 +245,7 @@ impl Scenario {
         if self.population.desktops_per_user == 0 || self.population.mobiles_per_user == 0 {
             return bad("population".into(), "every user needs at least one desktop and one mobile");
         }
-        if self.phases.is_empty() {
+        if self.phases.is_empty() && self.capacity.is_none() {
             return bad("phases".into(), "at least one phase is required");
         }
         for (i, p) in self.phases.iter().enumerate() {
@@ -272,7 +276,7 @@ impl Scenario {
             if let Err((key, message)) = step.validate(self.target.is_some()) {
                 return bad(format!("faults[{i}].{key}"), &message);
             }
-            if step.at_s >= self.load_duration_s() {
+            if step.at_s >= self.load_duration_s() && self.capacity.is_none() {
                 return bad(format!("faults[{i}].at_s"), "must fall within the phases");
             }
         }
@@ -281,6 +285,7 @@ impl Scenario {
         {
             return bad("target".into(), "command must name a program; ready_timeout_s must be positive");
         }
+        crate::capacity::validate(self, file)?;
         Ok(())
     }
 
