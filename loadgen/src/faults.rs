@@ -132,12 +132,6 @@ impl FaultStep {
             (_, None) => Ok(()),
         }
     }
-
-    /// Whether the step disturbs the network (recovery counts from its end) rather than the
-    /// relay (recovery counts from the drop: the relay's restart time is the relay's).
-    pub fn is_network(&self) -> bool {
-        self.action == Action::Proxy
-    }
 }
 
 /// A simulated device as the fault driver sees it.
@@ -185,6 +179,11 @@ pub struct Applied {
     pub from: Micros,
     /// Ended: network healed, relay ready again, or resumed (run clock).
     pub until: Micros,
+    /// From when the devices could come back (run clock): the heal of a network fault, the
+    /// resume of a pause, the new start of a killed relay after its planned downtime, the
+    /// signal of a restart. Recovery is timed from here, so a planned outage is not blamed on
+    /// the relay while its boot, the clients' backoff and the reconnect storm are.
+    pub healed: Micros,
     /// Devices hit (network faults) or connected to the relay (process faults).
     pub devices: u64,
     /// Signal to ready again, ms (kill and restart).
@@ -211,6 +210,7 @@ pub async fn run_step(
         step: index,
         from,
         until: from,
+        healed: from,
         devices: devices.len() as u64,
         target_down_ms: None,
         error: None,
@@ -227,6 +227,7 @@ pub async fn run_step(
                 let id = proxy.add(spec);
                 tokio::time::sleep(duration).await;
                 proxy.remove(id);
+                applied.healed = now();
                 if let Some(back) = &controls.network_back {
                     back.send_modify(|generation| *generation += 1);
                 }
@@ -235,7 +236,7 @@ pub async fn run_step(
             _ => Err("no fault proxy in the path".into()),
         },
         Action::Kill | Action::Restart | Action::Pause => match &controls.target {
-            Some(target) => process_step(step.action, target, duration, &mut applied).await,
+            Some(target) => process_step(step.action, target, duration, start, &mut applied).await,
             None => Err("no managed target".into()),
         },
     };
@@ -248,19 +249,23 @@ async fn process_step(
     action: Action,
     target: &Mutex<ManagedTarget>,
     duration: Duration,
+    start: Instant,
     applied: &mut Applied,
 ) -> Result<(), String> {
+    let now = || start.elapsed().as_micros() as Micros;
     let mut target = target.lock().await;
     let began = Instant::now();
     match action {
         Action::Pause => {
             target.pause().map_err(|e| e.to_string())?;
             tokio::time::sleep(duration).await;
+            applied.healed = now();
             return target.resume().map_err(|e| e.to_string());
         }
         Action::Kill => {
             target.kill().await.map_err(|e| e.to_string())?;
             tokio::time::sleep(duration).await;
+            applied.healed = now();
         }
         Action::Restart => target.terminate(Duration::from_secs(5)).await.map_err(|e| e.to_string())?,
         Action::Proxy => unreachable!("network steps are not process steps"),

@@ -237,7 +237,7 @@ async fn run_harnessed(
         .map(|a| {
             let step = &scenario.faults[a.step];
             let settle = (step.settle_s * 1_000_000.0) as Micros;
-            Window { from: a.from, to: a.until + settle, healed: step.is_network().then_some(a.until) }
+            Window { from: a.from, to: a.until + settle, healed: Some(a.healed) }
         })
         .collect();
     let window_stats = sim.aggregator.window_stats(&windows);

@@ -13,9 +13,9 @@ pub struct Window {
     pub from: Micros,
     /// End of its aftermath (end of the step + settle time).
     pub to: Micros,
-    /// For network faults: when the network healed. A device cannot reconnect before that, so
-    /// its recovery is timed from then; for relay faults (None) from the drop, because the
-    /// relay's own restart time is part of what clients wait for.
+    /// When devices could come back (network healed, pause over, killed relay started again
+    /// after its planned downtime). A device that dropped before cannot reconnect earlier, so
+    /// its recovery is timed from then; None (or a drop after it): from the drop.
     pub healed: Option<Micros>,
 }
 
@@ -41,8 +41,8 @@ pub struct WindowStats {
     pub routing: Latency,
     /// Latency of the live updates sent in the window.
     pub update: Latency,
-    /// Dropped connections detected in the window -> new `welcome` (from the heal for network
-    /// faults).
+    /// Dropped connections detected in the window -> new `welcome`, timed from the heal when the
+    /// drop came before it (see [`Window::healed`]).
     pub recovery: Latency,
 }
 
@@ -54,7 +54,10 @@ impl Window {
     /// Recovery time of a reconnect that dropped at `dropped` and was welcomed at `at`.
     fn recovery(&self, dropped: Micros, at: Micros) -> Micros {
         let from = match self.healed {
-            Some(healed) if dropped < healed => healed,
+            // Came back only after the heal: it could not have earlier.
+            Some(healed) if dropped < healed && at > healed => healed,
+            // Reconnected while the fault was still on (a lossy or slow network does not stop
+            // reconnects), or dropped after the heal: from the drop.
             _ => dropped,
         };
         at.saturating_sub(from).max(1)
@@ -133,9 +136,9 @@ impl Aggregator {
         self.update = outside(&samples.update);
     }
 
-    /// Re-times the run-wide reconnect figures: a device that lost its connection while a
-    /// network fault was on could not come back before the heal, so its reconnect counts from
-    /// the heal (what the relay is answerable for), not from the drop.
+    /// Re-times the run-wide reconnect figures: a device that lost its connection while a fault
+    /// was on could not come back before the heal, so its reconnect counts from the heal (what
+    /// the relay is answerable for), not from the drop.
     pub fn retime_reconnects(&mut self, windows: &[Window]) {
         let mut h = histogram();
         for &(dropped, at) in &self.reconnects {
@@ -174,6 +177,8 @@ mod tests {
         // Dropped at 4 s, after the heal: timed from the drop.
         a.record(Event::Reconnected { dropped: 4_000_000, at: 4_100_000 });
         a.record(Event::Reconnected { dropped: 9_000_000, at: 9_500_000 });
+        // Dropped at 1.6 s and back at 1.9 s, while the fault was still on: from the drop.
+        a.record(Event::Reconnected { dropped: 1_600_000, at: 1_900_000 });
         let w = Window { from: 1_500_000, to: 5_000_000, healed: Some(3_000_000) };
         let s = &a.window_stats(&[w])[0];
         assert_eq!(s.routing.count, 0, "no samples kept by a default aggregator");
@@ -181,11 +186,12 @@ mod tests {
             (s.sent, s.accepted, s.delivered, s.lost, s.duplicated, s.unacknowledged, s.resent),
             (3, 2, 1, 1, 1, 1, 1)
         );
-        assert_eq!(s.recovery.count, 2);
-        assert!((s.recovery.max_ms - 200.0).abs() < 1.0, "{:?}", s.recovery);
+        assert_eq!(s.recovery.count, 3);
+        assert!((s.recovery.max_ms - 300.0).abs() < 1.0, "{:?}", s.recovery);
+        assert!((s.recovery.p50_ms - 200.0).abs() < 1.0, "from the heal: {:?}", s.recovery);
         a.retime_reconnects(&[w]);
         let stats = a.finish();
-        assert_eq!(stats.reconnect.count, 3);
+        assert_eq!(stats.reconnect.count, 4);
         assert!((stats.reconnect.max_ms - 500.0).abs() < 1.0, "outside every fault: from the drop");
         let w = Window { healed: None, ..w };
         assert!((a_max(&w) - 1200.0).abs() < 1.0, "relay faults count from the drop");
