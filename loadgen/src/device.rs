@@ -343,19 +343,28 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
     let mut back_at: Micros = 0;
     // Commands already answered, so redeliveries are not executed twice.
     let mut handled: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    // Results (`tool_complete`) the relay has not accepted yet, resent like a phone's commands.
+    let mut pending = Pending::default();
+    let mut resend_tick = tokio::time::interval(Duration::from_secs(1));
     let mut stop = shared.stop.clone();
     let mut last_rx = Instant::now();
+    // Set when the connection must be replaced (it failed, or went silent for 2 x heartbeat_ms:
+    // half-open, partitioned, or a paused relay).
+    let mut broken = false;
     loop {
+        if broken {
+            let Some(again) = recover(&shared, &creds.tokens.access_token, &mut stop).await else { return };
+            ws = again;
+            last_rx = Instant::now();
+            // Redeliveries of what was in flight count as backlog, like after an offline step.
+            back_at = shared.now();
+            broken = !resend(&mut ws, &shared, pending.all(last_rx)).await;
+            continue;
+        }
         let drop_at =
             lead.and_then(|l| windows.front().map(|w| shared.start + Duration::from_secs_f64(l + w.0)));
         tokio::select! {
-            () = tokio::time::sleep_until(shared.dead_at(last_rx)) => {
-                // Silent for 2 x heartbeat_ms: dead (half-open, partitioned or a paused relay).
-                let Some(again) = recover(&shared, &creds.tokens.access_token, &mut stop).await else { return };
-                ws = again;
-                last_rx = Instant::now();
-                back_at = shared.now();
-            }
+            () = tokio::time::sleep_until(shared.dead_at(last_rx)) => broken = true,
             changed = go.changed(), if lead.is_none() => {
                 if changed.is_err() {
                     return;
@@ -369,18 +378,24 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
                 ws = again;
                 last_rx = Instant::now();
                 back_at = shared.now();
+                broken = !resend(&mut ws, &shared, pending.all(last_rx)).await;
+            }
+            _ = resend_tick.tick() => {
+                broken = !resend(&mut ws, &shared, pending.overdue(Instant::now(), RESEND_AFTER, MAX_RESENDS)).await;
             }
             frame = next_frame(&mut ws) => {
                 let Some(frame) = frame else {
-                    let Some(again) = recover(&shared, &creds.tokens.access_token, &mut stop).await else { return };
-                    ws = again;
-                    last_rx = Instant::now();
-                    // Redeliveries of what was in flight count as backlog, like after an offline step.
-                    back_at = shared.now();
+                    broken = true;
                     continue;
                 };
                 last_rx = Instant::now();
                 if housekeeping(&mut ws, &shared, &frame).await {
+                    continue;
+                }
+                if let ServerFrame::Accepted(a) = &frame {
+                    if let Some(cid) = a.id.strip_prefix('d').and_then(|c| c.parse().ok()) {
+                        pending.answered(cid);
+                    }
                     continue;
                 }
                 let Some((DurableKind::NewTask, d)) = frame.as_delivery() else { continue };
@@ -400,7 +415,8 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
                 // A redelivery is acked again but not executed again (CLI-1); the aggregator
                 // counts it as a duplicate.
                 if handled.insert(cid) {
-                    answer(&mut ws, &shared, cid, &d.from, updates).await;
+                    let done = answer(&mut ws, &shared, cid, &d.from, updates).await;
+                    pending.add(cid, done, Instant::now());
                 }
             }
             _ = stop.changed() => {
@@ -500,8 +516,9 @@ async fn reconnect(shared: &Shared, token: &str) -> Option<Ws> {
     ws
 }
 
-/// The desktop's answer to command `cid`: `tool_start`, progress updates, durable `tool_complete`.
-async fn answer(ws: &mut Ws, shared: &Shared, cid: u64, phone: &str, updates: u32) {
+/// The desktop's answer to command `cid`: `tool_start`, progress updates, durable `tool_complete`
+/// (whose frame it returns, to resend until the relay accepts it).
+async fn answer(ws: &mut Ws, shared: &Shared, cid: u64, phone: &str, updates: u32) -> String {
     let to = Target::Device(phone.to_string());
     let stream = format!("s{cid}");
     let kinds = std::iter::once(LiveKind::ToolStart)
@@ -515,5 +532,7 @@ async fn answer(ws: &mut Ws, shared: &Shared, cid: u64, phone: &str, updates: u3
     let (payload, e2e) = body(stamp(cid, shared.now(), 0), e2e);
     let done =
         Send { id: format!("d{cid}"), to, priority: None, ttl_ms: None, max_attempts: None, payload, e2e };
-    let _ = ws.send(Message::text(encode(&ClientFrame::send(DurableKind::ToolComplete, done)))).await;
+    let text = encode(&ClientFrame::send(DurableKind::ToolComplete, done));
+    let _ = ws.send(Message::text(text.clone())).await;
+    text
 }

@@ -3,8 +3,8 @@
 //! between the simulated devices and the relay, and process faults on a relay that relaykit
 //! started itself ([`crate::target`]): graceful restart, `kill -9` and restart, SIGSTOP/SIGCONT.
 //!
-//! What each step cost is measured over its window, from the moment it was applied to
-//! `settle_s` after it ended: the fate of the commands sent in it (lost, duplicated, resent) and
+//! What each step cost is measured over its window, from `settle_s` before it was applied (the
+//! commands in flight when it hit) to `settle_s` after it ended: the fate of the commands sent in it (lost, duplicated, resent) and
 //! the recovery time of the connections that dropped in it.
 
 use std::sync::Arc;
@@ -41,8 +41,8 @@ pub struct FaultStep {
     /// Which devices a network fault hits.
     #[serde(default)]
     pub select: Pick,
-    /// Seconds after the end of the step still counted as its aftermath (redeliveries,
-    /// reconnects).
+    /// Seconds before the step (commands in flight when it hits) and after its end
+    /// (redeliveries, reconnects) counted as its window.
     #[serde(default = "settle_s")]
     pub settle_s: f64,
 }
@@ -296,8 +296,8 @@ pub struct FaultOutcome {
     pub target_down_ms: Option<f64>,
     /// Why the step could not be carried out; the run is then invalid.
     pub error: Option<String>,
-    /// Commands sent from the start of the step to `settle_s` after its end, and connections
-    /// that dropped meanwhile.
+    /// Commands sent from `settle_s` before the step (in flight when it hit) to `settle_s` after
+    /// its end, and connections that dropped meanwhile.
     pub window: WindowStats,
 }
 

@@ -247,8 +247,8 @@ pub struct Ledger {
     pub updates: u64,
     /// Live updates whose pseq went backwards within their stream.
     pub out_of_order: u64,
-    /// Send frames repeated for commands that had no answer yet (same id; the relay must not
-    /// deliver them twice because of it).
+    /// Send frames repeated for commands (or their `tool_complete` results) that had no answer
+    /// yet (same id; the relay must not deliver them twice because of it).
     pub resent: u64,
 }
 

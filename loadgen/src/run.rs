@@ -237,7 +237,8 @@ async fn run_harnessed(
         .map(|a| {
             let step = &scenario.faults[a.step];
             let settle = (step.settle_s * 1_000_000.0) as Micros;
-            Window { from: a.from, to: a.until + settle, healed: Some(a.healed) }
+            // From settle_s before the step: the commands in flight when it hit are its cost too.
+            Window { from: a.from.saturating_sub(settle), to: a.until + settle, healed: Some(a.healed) }
         })
         .collect();
     let window_stats = sim.aggregator.window_stats(&windows);

@@ -269,7 +269,7 @@ impl<'a> Pump<'a> {
     }
 
     /// Decides the fate of one unit: one random draw, then black hole, reset, loss,
-    /// duplication, reorder and delay in that order.
+    /// duplication, reorder, delay and retransmission delay in that order.
     async fn unit(&mut self, bytes: Vec<u8>, class: Class) -> Option<End> {
         let now = Instant::now();
         let eff = self.effective(now);
@@ -302,6 +302,11 @@ impl<'a> Pump<'a> {
         if eff.latency_ms > 0 {
             let jitter = eff.jitter_ms.min(eff.latency_ms);
             delay = eff.latency_ms - jitter + draw.bits(4) % (2 * jitter + 1);
+        }
+        if draw.uniform(5) < eff.retransmit {
+            // The segment was lost and sent again one RTO later; the queue keeps the order, so
+            // what follows waits behind it, as on a TCP connection.
+            delay += eff.rto_ms;
         }
         if delay > 0 {
             bump(&counters.delayed);

@@ -41,6 +41,16 @@ pub enum Fault {
         /// Bytes per second, at least 1.
         bytes_per_s: u64,
     },
+    /// Packet loss as TCP experiences it (netem `loss` under a TCP connection): nothing is
+    /// lost, but with this probability a unit (any frame) waits one retransmission timeout
+    /// more, and everything behind it waits too (head-of-line blocking, order kept).
+    Retransmit {
+        /// In [0, 1].
+        probability: f64,
+        /// Extra delay of a retransmitted unit (Linux's minimum RTO is 200 ms; on a 600 ms
+        /// round trip it is about 1 s).
+        rto_ms: u64,
+    },
     /// Each data frame is dropped with this probability.
     Loss {
         /// In [0, 1].
@@ -172,6 +182,10 @@ impl FaultSpec {
                 }
             }
             Fault::Bandwidth { bytes_per_s: 0 } => return Err(FaultError::Zero("fault.bytes_per_s")),
+            Fault::Retransmit { probability: p, rto_ms } => {
+                probability("fault.probability", p)?;
+                at_most("fault.rto_ms", rto_ms, MAX_MS)?;
+            }
             Fault::Loss { probability: p }
             | Fault::Duplicate { probability: p }
             | Fault::Reorder { probability: p }

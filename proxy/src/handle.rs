@@ -72,6 +72,9 @@ pub(crate) struct Effective {
     /// Sums of the latency faults.
     pub(crate) latency_ms: u64,
     pub(crate) jitter_ms: u64,
+    /// Chance of a retransmission delay, and the longest retransmission timeout in force.
+    pub(crate) retransmit: f64,
+    pub(crate) rto_ms: u64,
     /// Slowest bandwidth fault.
     pub(crate) bandwidth: Option<u64>,
     /// Independent faults of a kind combine as 1 - prod(1 - p).
@@ -297,6 +300,10 @@ impl Inner {
                 }
                 Fault::Bandwidth { bytes_per_s } => {
                     eff.bandwidth = min_some(eff.bandwidth, bytes_per_s.max(1))
+                }
+                Fault::Retransmit { probability, rto_ms } => {
+                    eff.retransmit = either(eff.retransmit, probability);
+                    eff.rto_ms = eff.rto_ms.max(rto_ms);
                 }
                 Fault::Loss { probability } => eff.loss = either(eff.loss, probability),
                 Fault::Duplicate { probability } => eff.duplicate = either(eff.duplicate, probability),

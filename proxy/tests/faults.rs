@@ -73,6 +73,24 @@ async fn latency_delays_each_frame_by_at_least_ms() {
     assert_eq!(proxy.faults().stats().down.delayed, 3);
 }
 
+/// TCP-level loss: nothing is dropped, every frame arrives once and in order, but a retransmitted
+/// one (all of them at probability 1) comes a retransmission timeout late.
+#[tokio::test]
+async fn retransmit_delays_frames_by_the_rto_without_losing_or_reordering_them() {
+    let fault = r#"{"fault": {"kind": "retransmit", "probability": 1, "rto_ms": 150}, "direction": "down"}"#;
+    let (_echo, _proxy, mut ws) = with_fault(fault).await;
+    let start = Instant::now();
+    for n in 0..3 {
+        send(&mut ws, &n.to_string()).await;
+    }
+    for n in 0..3 {
+        assert_eq!(next_text(&mut ws).await, n.to_string(), "in order, none lost");
+    }
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_millis(150), "only {elapsed:?}");
+    assert!(elapsed < SOON, "{elapsed:?}");
+}
+
 /// How long five 2,000-byte messages take to come back through `fault`.
 async fn round_trip_of_10_kb(fault: &str) -> Duration {
     let (_echo, _proxy, mut ws) = with_fault(fault).await;

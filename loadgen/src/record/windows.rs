@@ -1,5 +1,5 @@
 //! What each fault step cost: the ledger and the recovery times restricted to the step's window
-//! (from when it was applied to `settle_s` after it ended). Computed from the per-command state,
+//! (from `settle_s` before it was applied to `settle_s` after it ended). Computed from the per-command state,
 //! so it must run before the ledger closes.
 
 use serde::Serialize;
@@ -9,7 +9,7 @@ use super::{Aggregator, Latency, Micros, histogram, summarize};
 /// A fault step's window on the run clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
-    /// Applied.
+    /// Start: the step's start less its settle time (commands in flight when it hit count).
     pub from: Micros,
     /// End of its aftermath (end of the step + settle time).
     pub to: Micros,
