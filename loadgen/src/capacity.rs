@@ -519,6 +519,10 @@ impl CapacityReport {
         }
         let why = match self.stopped_because {
             Stop::SloBreached => "a level breached an SLO".to_string(),
+            Stop::Invalid if self.knee.is_none() => {
+                "the first level was invalid (the generator was the bottleneck): nothing is known of the relay"
+                    .into()
+            }
             Stop::Invalid => {
                 "a level was invalid (the generator was the bottleneck): the knee is a lower bound".into()
             }

@@ -13,8 +13,7 @@ use crate::html::{
 const KNEE: &str = "#c92a2a";
 
 /// Styles of this page on top of the load report's.
-const EXTRA_CSS: &str =
-    ".v-fail{background:#c92a2a}section{overflow-x:auto}tr.knee td{background:#e6f4ea;font-weight:600}";
+const EXTRA_CSS: &str = ".v-fail{background:#c92a2a}section{overflow-x:auto}tr.knee td{background:#e6f4ea;font-weight:600}td.note{min-width:18em}";
 
 /// Renders the whole page.
 pub(crate) fn render(r: &CapacityReport) -> String {
