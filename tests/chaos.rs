@@ -52,11 +52,13 @@ fn fault<'a>(report: &'a Value, name: &str) -> &'a Value {
 }
 
 /// SIGKILL of the relay mid-run: it comes back on the same port and data directory, every
-/// device reconnects, and every command the relay accepted is delivered.
+/// device reconnects, and every command the relay accepted is delivered. Then SIGSTOP for 4 s:
+/// the devices see silence (no close), give the connection up after 2 x heartbeat_ms and are
+/// back soon after SIGCONT.
 #[test]
-fn kill_9_of_the_relay_loses_no_accepted_command_and_every_device_comes_back() {
+fn kill_9_and_pause_of_the_relay_lose_no_accepted_command_and_every_device_comes_back() {
     let scenario = format!(
-        "name = \"kill\"{BASE}\n[[faults]]\nname = \"kill\"\nat_s = 4\nduration_s = 1\naction = \"kill\"\n"
+        "name = \"kill\"{BASE}\n[[faults]]\nname = \"kill\"\nat_s = 3\nduration_s = 1\naction = \"kill\"\nsettle_s = 3\n\n[[faults]]\nname = \"pause\"\nat_s = 8\nduration_s = 4\naction = \"pause\"\nsettle_s = 1\n"
     );
     let (code, out, report) = load("kill", &scenario);
     assert_eq!(code, 0, "{out}");
@@ -72,6 +74,11 @@ fn kill_9_of_the_relay_loses_no_accepted_command_and_every_device_comes_back() {
     assert_eq!(ledger["lost"], 0, "{out}");
     assert_eq!(ledger["sent"], ledger["delivered"], "{out}");
     assert_eq!(ledger["unacknowledged"], 0, "unanswered sends were resent after the restart: {out}");
+    let pause = fault(&report, "pause");
+    assert!(pause["error"].is_null() && pause["target_down_ms"].is_null(), "{pause}");
+    let recovered = pause["window"]["recovery"]["count"].as_u64().unwrap();
+    assert!(recovered >= 10, "silent for 4 s > 2 x 1 s heartbeat: devices gave up and came back: {pause}");
+    assert_eq!(pause["window"]["lost"], 0, "{pause}");
 }
 
 /// Frame loss on the phones' uplink, then a partition of some devices: lost sends are resent
