@@ -101,3 +101,34 @@ fn utc_dates() {
     assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
     assert_eq!(utc(1_795_698_662_137), "2026-11-26 13:11:02 UTC");
 }
+
+#[test]
+fn fault_steps_get_a_table_row_each_with_their_cost() {
+    use crate::faults::{Action, FaultOutcome};
+    use crate::record::{Event, Window};
+    let mut a = Aggregator::keeping_samples();
+    a.record(Event::Sent { cid: 1, intended: 2_000_000, actual: 2_000_000, held: false });
+    a.record(Event::Accepted { cid: 1, at: 2_001_000 });
+    a.record(Event::Reconnected { dropped: 2_500_000, at: 3_000_000 });
+    let window = a.window_stats(&[Window { from: 1_000_000, to: 9_000_000, healed: None }]).remove(0);
+    let mut r = report(a.finish(), Verdict::SloBreached);
+    assert!(!render(&r).contains("Fault steps"), "no section without fault steps");
+    r.faults.push(FaultOutcome {
+        name: "kill <-9>".into(),
+        action: Action::Kill,
+        at_s: 2.0,
+        duration_s: 1.0,
+        applied_at_s: 2.2,
+        ended_at_s: 3.3,
+        devices: 20,
+        target_down_ms: Some(1100.0),
+        error: Some("not ready".into()),
+        window,
+    });
+    let html = render(&r);
+    let row = html.split("<tr>").find(|row| row.contains("kill &lt;-9&gt;")).expect("a row for the step");
+    // Step, action, applied, ended, devices, down, sent 1, lost 1 (accepted, never delivered).
+    for cell in [">kill<", ">2.2<", ">3.3<", ">20<", ">1100<", ">not ready<", "class=\"bad\">1<", ">500<"] {
+        assert!(row.contains(cell), "{cell} missing from {row}");
+    }
+}
