@@ -188,7 +188,7 @@ fn ledger_table(out: &mut String, r: &Report) {
         ("lost", l.lost, "accepted but never delivered: at-least-once broken"),
         ("duplicated", l.duplicated, "extra deliveries (allowed by at-least-once)"),
         ("unacknowledged", l.unacknowledged, "sent but neither accepted nor delivered"),
-        ("resent", l.resent, "send frames repeated for commands without an answer yet"),
+        ("resent", l.resent, "send frames repeated (same id) for commands or results without an answer yet"),
         ("completed", l.completed, "final tool_complete reached the phone"),
         ("updates", l.updates, "live updates received by phones"),
         ("out_of_order", l.out_of_order, "live updates whose pseq went backwards"),
@@ -327,6 +327,27 @@ pub(crate) fn chart(
     series: &[Series],
     budgets: &[Budget],
 ) -> String {
+    chart_with_bands(title, caption, x, y, series, budgets, &[])
+}
+
+/// A stretch of the x axis to shade (a fault step on a time axis), named on hover.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Band {
+    pub(crate) from: f64,
+    pub(crate) to: f64,
+    pub(crate) label: String,
+}
+
+/// [`chart`] with shaded bands behind the series.
+fn chart_with_bands(
+    title: &str,
+    caption: &str,
+    x: &Axis,
+    y: &Axis,
+    series: &[Series],
+    budgets: &[Budget],
+    bands: &[Band],
+) -> String {
     let (l, t, w, h) = PLOT;
     let mut s = String::new();
     w!(s, "<figure>\n<svg viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{}\">\n", esc(title));
@@ -344,6 +365,20 @@ pub(crate) fn chart(
         text(&mut s, (px, t + h + 18.0), "text-anchor=\"middle\"", label);
     }
     w!(s, "<path d=\"M{l} {t}V{}H{}\" fill=\"none\" stroke=\"#5c6570\"/>\n", C(t + h), C(l + w));
+    for b in bands {
+        // Clamped to a linear axis: a step that outlasts the series still shows where it was.
+        let at = |v: f64| x.frac(if x.log { v } else { v.clamp(x.lo, x.hi) }).map(|f| l + f * w);
+        let (Some(x0), Some(x1)) = (at(b.from), at(b.to)) else { continue };
+        w!(
+            s,
+            "<rect class=\"band\" x=\"{}\" y=\"{t}\" width=\"{}\" height=\"{}\" ",
+            C(x0),
+            C((x1 - x0).max(2.0)),
+            C(h)
+        );
+        w!(s, "fill=\"#c92a2a\" fill-opacity=\"0.08\"><title>{}</title></rect>\n", esc(&b.label));
+        text(&mut s, (x0 + 3.0, t + 12.0), "font-size=\"10\" fill=\"#c92a2a\"", &b.label);
+    }
     text(&mut s, (l + w / 2.0, HEIGHT - 6.0), "text-anchor=\"middle\"", &x.label);
     let rotate = format!("text-anchor=\"middle\" transform=\"rotate(-90 16 {})\"", C(t + h / 2.0));
     text(&mut s, (16.0, t + h / 2.0), &rotate, &y.label);
@@ -417,6 +452,11 @@ fn path(x: &Axis, y: &Axis, points: &[Option<(f64, f64)>]) -> String {
     d
 }
 
+/// The fault steps on the run clock (the time series' seconds).
+fn fault_bands(r: &Report) -> Vec<Band> {
+    r.faults.iter().map(|f| Band { from: f.applied_at_s, to: f.ended_at_s, label: f.name.clone() }).collect()
+}
+
 fn time_axis(r: &Report) -> Axis {
     let last = r.stats.timeseries.last().map_or(0, |s| s.t_s);
     Axis::linear(last as f64, true, "seconds since start")
@@ -447,13 +487,14 @@ fn latency_over_time(r: &Report) -> String {
         .chain(budgets.iter().map(|b| b.y))
         .collect();
     let y = Axis::log(&values, "ms (log scale)");
-    chart(
+    chart_with_bands(
         "Latency over time",
-        "p99 of each second (deliveries and updates that arrived in it); gaps are seconds without a sample; dashed: SLO budgets.",
+        "p99 of each second (deliveries and updates that arrived in it); gaps are seconds without a sample; dashed: SLO budgets; shaded: fault steps.",
         &time_axis(r),
         &y,
         &series,
         &budgets,
+        &fault_bands(r),
     )
 }
 
@@ -498,13 +539,14 @@ fn throughput(r: &Report) -> String {
         Series::new("delivered", DELIVERED, per_second(|s| s.delivered)),
     ];
     let max = ts.iter().map(|s| s.sent.max(s.delivered)).max().unwrap_or(0);
-    chart(
+    chart_with_bands(
         "Throughput",
-        "Commands sent by phones and delivered (first delivery) to desktops, per second.",
+        "Commands sent by phones and delivered (first delivery) to desktops, per second; shaded: fault steps.",
         &time_axis(r),
         &Axis::linear(max as f64, true, "commands per second"),
         &series,
         &[],
+        &fault_bands(r),
     )
 }
 

@@ -10,7 +10,7 @@ pub(super) fn fault_table(out: &mut String, r: &Report) {
     if r.faults.is_empty() {
         return;
     }
-    out.push_str("<h2>Fault steps</h2>\n<section><p>Each step's window runs from its settle time before it was applied to its settle time after it ended; commands are counted by their intended send time, connections by when their drop was detected. Latencies of the window are left out of the steady-state figures above.</p>\n<table>\n");
+    out.push_str("<h2>Fault steps</h2>\n<section style=\"overflow-x:auto\"><p>Each step's window runs from its settle time before it was applied to its settle time after it ended; commands are counted by their intended send time, connections by when their drop was detected. Latencies of the window are left out of the steady-state figures above.</p>\n<table>\n");
     out.push_str("<tr><th class=\"text\">step</th><th class=\"text\">action</th><th>applied (s)</th><th>ended (s)</th><th>devices</th><th>relay down (ms)</th><th>sent</th><th>lost</th><th>duplicated</th><th>unacknowledged</th><th>resent</th><th>routing p99 (ms)</th><th>update p99 (ms)</th><th>reconnects</th><th>recovery p99 (ms)</th><th class=\"text\">error</th></tr>\n");
     for f in &r.faults {
         let w = &f.window;

@@ -131,4 +131,7 @@ fn fault_steps_get_a_table_row_each_with_their_cost() {
     for cell in [">kill<", ">2.2<", ">3.3<", ">20<", ">1100<", ">not ready<", "class=\"bad\">1<", ">500<"] {
         assert!(row.contains(cell), "{cell} missing from {row}");
     }
+    // Shaded on both time charts, named on hover.
+    assert_eq!(html.matches("<rect class=\"band\"").count(), 2, "{html}");
+    assert_eq!(html.matches("<title>kill &lt;-9&gt;</title>").count(), 2);
 }
