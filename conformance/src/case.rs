@@ -219,7 +219,17 @@ impl Ctx {
 
     /// Opens a connection (before `hello`).
     pub async fn open(&self, label: &str, subprotocol: Option<&str>) -> Result<Conn, Miss> {
-        Conn::open(self.addr, subprotocol, label, &self.evidence, self.prompt())
+        self.open_at(self.addr, label, subprotocol).await
+    }
+
+    /// Opens a connection to `addr` (the target behind a fault proxy, say).
+    pub async fn open_at(
+        &self,
+        addr: SocketAddr,
+        label: &str,
+        subprotocol: Option<&str>,
+    ) -> Result<Conn, Miss> {
+        Conn::open(addr, subprotocol, label, &self.evidence, self.prompt())
             .await
             .map_err(|r| fail("a WebSocket upgrade", (r.status, r.body)))
     }
@@ -240,7 +250,12 @@ impl Ctx {
 
     /// Connects with a given `hello`.
     pub async fn connect_with(&self, label: &str, hello: Hello) -> Result<Session, Miss> {
-        let mut conn = self.open(label, Some(PROTOCOL_V1)).await?;
+        self.connect_at(self.addr, label, hello).await
+    }
+
+    /// [`Ctx::connect_with`] through `addr`.
+    pub async fn connect_at(&self, addr: SocketAddr, label: &str, hello: Hello) -> Result<Session, Miss> {
+        let mut conn = self.open_at(addr, label, Some(PROTOCOL_V1)).await?;
         conn.send(&ClientFrame::Hello(hello)).await;
         let mut session = Session { conn, welcome: None, wait: self.prompt() };
         match session.next_frame().await? {

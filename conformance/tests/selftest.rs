@@ -59,7 +59,10 @@ impl Server {
 fn killers() -> BTreeMap<&'static str, (Mutant, &'static [&'static str])> {
     BTreeMap::from([
         ("ignore-priority", (Mutant::IgnorePriority, &["dlv-offline-priority-order"][..])),
-        ("drop-inbox-on-reconnect", (Mutant::DropInboxOnReconnect, &["dlv-redelivery-after-reconnect"][..])),
+        (
+            "drop-inbox-on-reconnect",
+            (Mutant::DropInboxOnReconnect, &["dlv-redelivery-after-reconnect", "net-reset-mid-delivery"][..]),
+        ),
         ("deliver-after-expiry", (Mutant::DeliverAfterExpiry, &["dlv-expiry-before-delivery"][..])),
         ("no-delivery-cap", (Mutant::NoDeliveryCap, &["dlv-dead-letter-after-cap"][..])),
         ("wrong-sender", (Mutant::WrongSender, &["dlv-online-byte-exact"][..])),

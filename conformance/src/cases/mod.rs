@@ -13,6 +13,7 @@ mod delivery;
 mod directory;
 mod live;
 mod minted;
+mod network;
 mod refresh;
 mod registration;
 mod session;
@@ -26,6 +27,7 @@ pub fn catalogue() -> Vec<Case> {
         session::CASES,
         delivery::CASES,
         settlement::CASES,
+        network::CASES,
         content::CASES,
         live::CASES,
         targets::CASES,
