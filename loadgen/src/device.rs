@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
-use relaykit_protocol::client::{Ack, Heartbeat, Hello, Publish, Send};
+use relaykit_protocol::client::{Ack, Heartbeat, Hello, Publish, Reauth, Send};
 use relaykit_protocol::rest::Registered;
 use relaykit_protocol::{
     ClientFrame, DecodeLimits, DeviceType, DurableKind, LiveKind, PROTOCOL_V1, ServerFrame, Target,
@@ -29,10 +29,12 @@ use crate::scenario::Scenario;
 mod body;
 mod pending;
 mod schedule;
+mod tokens;
 
 use body::{body, read_body, stamp};
 use pending::Pending;
 use schedule::offline_windows;
+use tokens::Tokens;
 
 /// What every device task shares.
 #[derive(Debug, Clone)]
@@ -55,8 +57,10 @@ pub struct Shared {
     pub scenario: Arc<Scenario>,
     /// Becomes true when the drain is over: devices close.
     pub stop: watch::Receiver<bool>,
-    /// Target.
+    /// Where devices connect (the relay, or the fault proxy in front of it).
     pub addr: SocketAddr,
+    /// The relay's REST address (token refreshes go there, never through the fault proxy).
+    pub rest: SocketAddr,
     /// Silence after which a connection counts as dead, ms: 2 x the relay's `heartbeat_ms` (from
     /// the latest `welcome`) plus a second of slack, as PROTOCOL.md asks of clients. Without it
     /// a half-open or partitioned connection would never be noticed.
@@ -193,7 +197,7 @@ async fn housekeeping(ws: &mut Ws, shared: &Shared, frame: &ServerFrame) -> bool
             shared.report(Event::Error { code: e.code.to_string() });
             true
         }
-        ServerFrame::DeviceStatus(_) | ServerFrame::Pong(_) => true,
+        ServerFrame::DeviceStatus(_) | ServerFrame::Pong(_) | ServerFrame::Reauthed(_) => true,
         _ => false,
     }
 }
@@ -206,6 +210,7 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
         shared.report(Event::Error { code: "connect".into() });
         return;
     };
+    let mut tokens = Tokens::new(&creds.tokens);
     let mut go = shared.go.clone();
     let Ok(lead) = go.wait_for(Option::is_some).await.map(|v| v.unwrap_or(0.0)) else { return };
     let mut windows = offline_windows(&shared.scenario, DeviceType::Mobile, index);
@@ -227,7 +232,7 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
     let mut back_at: Micros = 0;
     loop {
         if broken {
-            let Some(again) = recover(&shared, &creds.tokens.access_token, &mut stop).await else { return };
+            let Some(again) = recover(&shared, &tokens.access, &mut stop).await else { return };
             ws = again;
             last_rx = Instant::now();
             back_at = shared.now();
@@ -240,7 +245,7 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
         tokio::select! {
             () = tokio::time::sleep_until(drop_at.unwrap_or_else(tokio::time::Instant::now)), if drop_at.is_some() => {
                 let window = windows.pop_front().expect("a window is due");
-                let token = &creds.tokens.access_token;
+                let token = &tokens.access;
                 let Some(again) = offline(&shared, ws, token, window, lead, &mut stop).await else { return };
                 ws = again;
                 last_rx = Instant::now();
@@ -275,6 +280,9 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
                 // Due before the latest reconnect completed (so while it was under way).
                 let held = intended < back_at;
                 shared.report(Event::Sent { cid, intended, actual: shared.now(), held });
+            }
+            () = tokio::time::sleep_until(tokens.due()) => {
+                broken = !refresh(&mut ws, &shared, &mut tokens).await;
             }
             _ = resend_tick.tick() => {
                 broken = !resend(&mut ws, &shared, pending.overdue(Instant::now(), RESEND_AFTER, MAX_RESENDS)).await;
@@ -334,6 +342,7 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
         shared.report(Event::Error { code: "connect".into() });
         return;
     };
+    let mut tokens = Tokens::new(&creds.tokens);
     let updates = shared.scenario.workload.progress_updates;
     let mut windows = offline_windows(&shared.scenario, DeviceType::Desktop, index);
     let mut go = shared.go.clone();
@@ -353,7 +362,7 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
     let mut broken = false;
     loop {
         if broken {
-            let Some(again) = recover(&shared, &creds.tokens.access_token, &mut stop).await else { return };
+            let Some(again) = recover(&shared, &tokens.access, &mut stop).await else { return };
             ws = again;
             last_rx = Instant::now();
             // Redeliveries of what was in flight count as backlog, like after an offline step.
@@ -373,12 +382,15 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
             }
             () = tokio::time::sleep_until(drop_at.unwrap_or_else(tokio::time::Instant::now)), if drop_at.is_some() => {
                 let window = windows.pop_front().expect("a window is due");
-                let token = &creds.tokens.access_token;
+                let token = &tokens.access;
                 let Some(again) = offline(&shared, ws, token, window, lead.unwrap_or(0.0), &mut stop).await else { return };
                 ws = again;
                 last_rx = Instant::now();
                 back_at = shared.now();
                 broken = !resend(&mut ws, &shared, pending.all(last_rx)).await;
+            }
+            () = tokio::time::sleep_until(tokens.due()) => {
+                broken = !refresh(&mut ws, &shared, &mut tokens).await;
             }
             _ = resend_tick.tick() => {
                 broken = !resend(&mut ws, &shared, pending.overdue(Instant::now(), RESEND_AFTER, MAX_RESENDS)).await;
@@ -449,6 +461,18 @@ async fn offline(
         _ = stop.changed() => return None,
     }
     reconnect(shared, token).await
+}
+
+/// Refreshes the tokens (CLI-8) and hands the new access token to the open connection with
+/// `reauth`; false when the connection failed meanwhile. A failed refresh is reported and tried
+/// again later.
+async fn refresh(ws: &mut Ws, shared: &Shared, tokens: &mut Tokens) -> bool {
+    if tokens.refresh(shared.rest).await.is_err() {
+        shared.report(Event::Error { code: "refresh".into() });
+        return true;
+    }
+    let reauth = ClientFrame::Reauth(Reauth { token: tokens.access.clone() });
+    ws.send(Message::text(encode(&reauth))).await.is_ok()
 }
 
 /// Writes unanswered sends again; false when the connection failed meanwhile.

@@ -318,6 +318,7 @@ pub async fn simulate_with(
         scenario: scenario.clone(),
         stop,
         addr: ws_addr,
+        rest: addr,
         idle_ms: Arc::new(std::sync::atomic::AtomicU64::new(device::DEFAULT_IDLE_MS)),
         network,
     };

@@ -218,3 +218,28 @@ role = "mobile"
     assert_eq!((l.delivered, l.completed, l.lost), (l.sent, l.sent, 0), "{}", report.to_table());
     assert_eq!(report.stats.reconnect.count, 4, "every phone came back once");
 }
+
+/// A run longer than the access-token lifetime: devices refresh their tokens at 80% of it and
+/// `reauth` on their open connections (CLI-8), so the relay never closes them with
+/// `token_expired` and nothing is lost. (Without the refresh every device is closed after 3 s
+/// and cannot reconnect: its token has expired.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_refresh_their_tokens_and_outlive_the_access_token_lifetime() {
+    let mut config = relaykit_server::Config {
+        ephemeral: true,
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..relaykit_server::Config::default()
+    };
+    config.auth.access_ttl_s = 3;
+    config.auth.leeway_s = 0;
+    let relay = relaykit_server::spawn(config).await.expect("relay");
+    let mut scenario = tiny(500.0);
+    scenario.phases[1].duration_s = 7.0;
+    let report = relaykit_loadgen::run(scenario, relay.addr, "refresh".into()).await.expect("run");
+    relay.stop().await.expect("relay stops cleanly");
+    let s = &report.stats;
+    assert_eq!(s.errors.get("transport"), None, "no connection was closed: {:?}", s.errors);
+    assert_eq!(s.errors.get("refresh"), None, "{:?}", s.errors);
+    assert_eq!(s.reconnect.count, 0);
+    assert!(s.ledger.sent > 0 && s.ledger.delivered == s.ledger.sent, "{:?}", s.ledger);
+}
