@@ -4,21 +4,14 @@
 //! `schemas/tools/baseline-report.json`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use relaykit_protocol::schema::SchemaSet;
 use serde_json::{Value, json};
 
-fn relaykit(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_relaykit"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run relaykit");
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
-}
+mod util;
+
+use util::relaykit;
 
 fn dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("relaykit-baseline-{}", std::process::id()));

@@ -2,43 +2,9 @@
 
 use std::process::Command;
 
-fn relaykit(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_relaykit"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run relaykit");
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
-}
+mod util;
 
-/// A `relaykit serve --ephemeral` process we started; killed (by its pid) when dropped.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `relaykit serve --ephemeral` on a free loopback port; returns it and its URL.
-fn serve(extra: &[&str]) -> (Server, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relaykit"))
-        .args(["serve", "--ephemeral", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start relaykit serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("listening line");
-    let url = line.trim().strip_prefix("listening ").expect("`listening URL` line").to_string();
-    (server, url)
-}
+use util::{relaykit, serve};
 
 #[test]
 fn validate_accepts_valid_frames_and_names_the_violation_of_invalid_ones() {

@@ -1,41 +1,14 @@
 //! `relaykit proxy` end to end: in front of `relaykit serve`, plain HTTP passes through, the
 //! control API answers, and SIGTERM stops it.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A `relaykit` process we started; killed (by its pid) when dropped.
-struct Process(Child);
+mod util;
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `relaykit ARGS` and returns it with the addresses of its first `lines` stdout lines,
-/// each `NAME http://ADDR`.
-fn start(args: &[&str], lines: usize) -> (Process, Vec<(String, String)>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relaykit"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start relaykit");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let process = Process(child);
-    let mut out = Vec::new();
-    for _ in 0..lines {
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("stdout line");
-        let (name, url) = line.trim().split_once(" http://").unwrap_or_else(|| panic!("odd line {line:?}"));
-        out.push((name.to_string(), url.to_string()));
-    }
-    (process, out)
-}
+use util::start;
 
 /// `GET path` over HTTP/1.1 with `Connection: close`: status line and body.
 fn get(addr: &str, path: &str) -> (String, String) {
