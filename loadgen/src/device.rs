@@ -18,10 +18,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, Instant};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::record::{Event, Micros};
 use crate::scenario::Scenario;
@@ -234,9 +234,7 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
         if broken {
             let Some(again) = recover(&shared, &tokens.access, &mut stop).await else { return };
             ws = again;
-            last_rx = Instant::now();
-            back_at = shared.now();
-            broken = !resend(&mut ws, &shared, pending.all(last_rx)).await;
+            (last_rx, back_at, broken) = start_over(&mut ws, &shared, &mut pending).await;
             continue;
         }
         let t = next.unwrap_or(0.0);
@@ -248,14 +246,12 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
                 let token = &tokens.access;
                 let Some(again) = offline(&shared, ws, token, window, lead, &mut stop).await else { return };
                 ws = again;
-                last_rx = Instant::now();
-                back_at = shared.now();
+                (last_rx, back_at, broken) = start_over(&mut ws, &shared, &mut pending).await;
                 // A phone without a connection sends nothing: what fell due meanwhile is skipped.
                 while next.is_some_and(|n| n < window.1) {
                     seq += 1;
                     next = scenario.time_of_send(seq as f64 + offset_s);
                 }
-                broken = !resend(&mut ws, &shared, pending.all(last_rx)).await;
             }
             () = tokio::time::sleep_until(due), if next.is_some() => {
                 let cid = (index << 32) | seq;
@@ -272,7 +268,7 @@ pub async fn mobile(shared: Shared, creds: Registered, index: u64, offset_s: f64
                     payload,
                     e2e,
                 };
-                let text = encode(&ClientFrame::send(DurableKind::NewTask, send));
+                let text = Utf8Bytes::from(encode(&ClientFrame::send(DurableKind::NewTask, send)));
                 pending.add(cid, text.clone(), Instant::now());
                 // Counted as sent even when the write fails: the command is the user's intent,
                 // it stays pending and goes out again on the next connection.
@@ -364,10 +360,8 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
         if broken {
             let Some(again) = recover(&shared, &tokens.access, &mut stop).await else { return };
             ws = again;
-            last_rx = Instant::now();
             // Redeliveries of what was in flight count as backlog, like after an offline step.
-            back_at = shared.now();
-            broken = !resend(&mut ws, &shared, pending.all(last_rx)).await;
+            (last_rx, back_at, broken) = start_over(&mut ws, &shared, &mut pending).await;
             continue;
         }
         let drop_at =
@@ -385,9 +379,7 @@ pub async fn desktop(shared: Shared, creds: Registered, index: u64) {
                 let token = &tokens.access;
                 let Some(again) = offline(&shared, ws, token, window, lead.unwrap_or(0.0), &mut stop).await else { return };
                 ws = again;
-                last_rx = Instant::now();
-                back_at = shared.now();
-                broken = !resend(&mut ws, &shared, pending.all(last_rx)).await;
+                (last_rx, back_at, broken) = start_over(&mut ws, &shared, &mut pending).await;
             }
             () = tokio::time::sleep_until(tokens.due()) => {
                 broken = !refresh(&mut ws, &shared, &mut tokens).await;
@@ -475,8 +467,17 @@ async fn refresh(ws: &mut Ws, shared: &Shared, tokens: &mut Tokens) -> bool {
     ws.send(Message::text(encode(&reauth))).await.is_ok()
 }
 
+/// Starts over on a new connection (after a drop or an offline window): every unanswered send
+/// goes out again. Returns when the connection came, as the loop's last-heard instant and
+/// `back_at` (what fell due before it waited for the connection), and whether it failed again.
+async fn start_over(ws: &mut Ws, shared: &Shared, pending: &mut Pending) -> (Instant, Micros, bool) {
+    let now = Instant::now();
+    let back_at = shared.now();
+    (now, back_at, !resend(ws, shared, pending.all(now)).await)
+}
+
 /// Writes unanswered sends again; false when the connection failed meanwhile.
-async fn resend(ws: &mut Ws, shared: &Shared, sends: Vec<(u64, String)>) -> bool {
+async fn resend(ws: &mut Ws, shared: &Shared, sends: Vec<(u64, Utf8Bytes)>) -> bool {
     for (cid, text) in sends {
         if ws.feed(Message::text(text)).await.is_err() {
             return false;
@@ -542,7 +543,7 @@ async fn reconnect(shared: &Shared, token: &str) -> Option<Ws> {
 
 /// The desktop's answer to command `cid`: `tool_start`, progress updates, durable `tool_complete`
 /// (whose frame it returns, to resend until the relay accepts it).
-async fn answer(ws: &mut Ws, shared: &Shared, cid: u64, phone: &str, updates: u32) -> String {
+async fn answer(ws: &mut Ws, shared: &Shared, cid: u64, phone: &str, updates: u32) -> Utf8Bytes {
     let to = Target::Device(phone.to_string());
     let stream = format!("s{cid}");
     let kinds = std::iter::once(LiveKind::ToolStart)
@@ -556,7 +557,7 @@ async fn answer(ws: &mut Ws, shared: &Shared, cid: u64, phone: &str, updates: u3
     let (payload, e2e) = body(stamp(cid, shared.now(), 0), e2e);
     let done =
         Send { id: format!("d{cid}"), to, priority: None, ttl_ms: None, max_attempts: None, payload, e2e };
-    let text = encode(&ClientFrame::send(DurableKind::ToolComplete, done));
+    let text = Utf8Bytes::from(encode(&ClientFrame::send(DurableKind::ToolComplete, done)));
     let _ = ws.send(Message::text(text.clone())).await;
     text
 }

@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 
 use tokio::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// One unanswered command.
 #[derive(Debug)]
 struct Outstanding {
-    /// The encoded `send` frame, resent byte for byte.
-    text: String,
+    /// The encoded `send` frame, resent byte for byte (shared with the first write: no copy).
+    text: Utf8Bytes,
     /// When it was last written.
     last: Instant,
     /// Resends on the current connection.
@@ -25,7 +26,7 @@ pub(super) struct Pending {
 
 impl Pending {
     /// A command was written (or was due while the connection was down).
-    pub(super) fn add(&mut self, cid: u64, text: String, now: Instant) {
+    pub(super) fn add(&mut self, cid: u64, text: Utf8Bytes, now: Instant) {
         self.sends.insert(cid, Outstanding { text, last: now, resends: 0 });
     }
 
@@ -36,8 +37,8 @@ impl Pending {
 
     /// Commands unanswered for `after`, at most `max` resends each per connection; marks them
     /// written now.
-    pub(super) fn overdue(&mut self, now: Instant, after: Duration, max: u32) -> Vec<(u64, String)> {
-        let mut due: Vec<(u64, String)> = self
+    pub(super) fn overdue(&mut self, now: Instant, after: Duration, max: u32) -> Vec<(u64, Utf8Bytes)> {
+        let mut due: Vec<(u64, Utf8Bytes)> = self
             .sends
             .iter_mut()
             .filter(|(_, o)| o.resends < max && now.duration_since(o.last) >= after)
@@ -52,12 +53,12 @@ impl Pending {
     }
 
     /// Every unanswered command, for a new connection (its resend budget starts again).
-    pub(super) fn all(&mut self, now: Instant) -> Vec<(u64, String)> {
+    pub(super) fn all(&mut self, now: Instant) -> Vec<(u64, Utf8Bytes)> {
         for o in self.sends.values_mut() {
             o.last = now;
             o.resends = 0;
         }
-        let mut all: Vec<(u64, String)> = self.sends.iter().map(|(c, o)| (*c, o.text.clone())).collect();
+        let mut all: Vec<(u64, Utf8Bytes)> = self.sends.iter().map(|(c, o)| (*c, o.text.clone())).collect();
         all.sort_unstable_by_key(|(cid, _)| *cid);
         all
     }
@@ -76,11 +77,15 @@ mod tests {
         p.answered(2);
         let s = Duration::from_secs(1);
         assert!(p.overdue(t0 + s, 3 * s, 2).is_empty(), "not yet overdue");
-        assert_eq!(p.overdue(t0 + 3 * s, 3 * s, 2), vec![(1, "one".to_string())]);
+        assert_eq!(p.overdue(t0 + 3 * s, 3 * s, 2), vec![(1, Utf8Bytes::from_static("one"))]);
         assert!(p.overdue(t0 + 4 * s, 3 * s, 2).is_empty(), "the timeout restarts at a resend");
         assert_eq!(p.overdue(t0 + 6 * s, 3 * s, 2).len(), 1);
         assert!(p.overdue(t0 + 60 * s, 3 * s, 2).is_empty(), "at most 2 resends per connection");
-        assert_eq!(p.all(t0 + 61 * s), vec![(1, "one".to_string())], "a new connection resends it");
+        assert_eq!(
+            p.all(t0 + 61 * s),
+            vec![(1, Utf8Bytes::from_static("one"))],
+            "a new connection resends it"
+        );
         assert_eq!(p.overdue(t0 + 64 * s, 3 * s, 2).len(), 1, "with a fresh budget");
     }
 }
