@@ -64,6 +64,15 @@ impl Window {
     }
 }
 
+/// A histogram of the `(start, end)` samples whose start passes `keep`.
+fn latencies(samples: &[(Micros, Micros)], keep: impl Fn(Micros) -> bool) -> hdrhistogram::Histogram<u64> {
+    let mut h = histogram();
+    for &(from, to) in samples.iter().filter(|(from, _)| keep(*from)) {
+        let _ = h.record(to.saturating_sub(from).max(1));
+    }
+    h
+}
+
 impl Aggregator {
     /// The figures of each window (call before the ledger closes).
     pub fn window_stats(&self, windows: &[Window]) -> Vec<WindowStats> {
@@ -83,15 +92,8 @@ impl Aggregator {
                     recovery: summarize(&histogram()),
                 };
                 if let Some(samples) = &self.samples {
-                    let inside = |v: &[(Micros, Micros)]| {
-                        let mut h = histogram();
-                        for &(from, to) in v.iter().filter(|(from, _)| w.contains(*from)) {
-                            let _ = h.record(to.saturating_sub(from).max(1));
-                        }
-                        summarize(&h)
-                    };
-                    s.routing = inside(&samples.routing);
-                    s.update = inside(&samples.update);
+                    s.routing = summarize(&latencies(&samples.routing, |t| w.contains(t)));
+                    s.update = summarize(&latencies(&samples.update, |t| w.contains(t)));
                 }
                 for (cid, intended) in &self.intended {
                     if !w.contains(*intended) {
@@ -125,15 +127,9 @@ impl Aggregator {
     /// with their fault. No-op unless the aggregator kept samples.
     pub fn exclude_windows(&mut self, windows: &[Window]) {
         let Some(samples) = &self.samples else { return };
-        let outside = |v: &[(Micros, Micros)]| {
-            let mut h = histogram();
-            for &(from, to) in v.iter().filter(|(from, _)| !windows.iter().any(|w| w.contains(*from))) {
-                let _ = h.record(to.saturating_sub(from).max(1));
-            }
-            h
-        };
-        self.routing = outside(&samples.routing);
-        self.update = outside(&samples.update);
+        let outside = |t: Micros| !windows.iter().any(|w| w.contains(t));
+        self.routing = latencies(&samples.routing, outside);
+        self.update = latencies(&samples.update, outside);
     }
 
     /// Re-times the run-wide reconnect figures: a device that lost its connection while a fault
